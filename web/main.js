@@ -1,0 +1,127 @@
+// posecast's page: camera -> tagged canvas -> WebRTC to the server; poses back over the websocket
+// drive the 3D view, the 2D overlay, the pipeline panels and the status line.
+import { CameraError, openCamera, TaggedSource } from "./capture.js";
+import { drawOverlay, drawPipeline } from "./overlay.js";
+import { connect, serverUrl } from "./signalling.js";
+import { STATES, Stats, statusLine } from "./status.js";
+import { View3D } from "./view3d.js";
+
+const RETRY_MIN_S = 1;
+const RETRY_MAX_S = 16;
+const STATUS_EVERY_MS = 250;
+
+const $ = (id) => document.getElementById(id);
+const video = $("video");
+const banner = $("banner");
+const line = $("status");
+const panels = { crop: $("panel-crop"), coco: $("panel-coco"), h36m: $("panel-h36m") };
+
+const stats = new Stats();
+const view = new View3D($("view3d"));
+let state = "starting";
+let skeleton = null; // hello.skeleton
+let pose = null; // the latest pose message of the open session
+let poseDrawTime = null; // when the latest pose's frame was drawn (performance.now() ms)
+let failures = 0; // sessions in a row that ended before the server said hello
+let busyMessage = null; // the server's too_many_peers message, shown when it closes the session
+
+function setState(name, details = {}) {
+  state = name;
+  const text = STATES[name](details);
+  banner.hidden = !text;
+  banner.textContent = text ?? "";
+  banner.dataset.state = name;
+  document.body.dataset.state = name;
+}
+
+function session(source) {
+  let hadHello = false;
+  setState("connecting");
+  connect(serverUrl(), source.track, {
+    hello(msg) {
+      hadHello = true;
+      failures = 0;
+      skeleton = msg.skeleton;
+      source.layout = msg.frametag;
+      stats.provider = msg.provider;
+      view.setSkeleton(skeleton.h36m17);
+      setState("waiting", {});
+    },
+    peerState(peer) {
+      if (state === "waiting") setState("waiting", { peer });
+    },
+    pose(msg) {
+      pose = msg;
+      stats.pose(msg);
+      if (msg.tagged) poseDrawTime = source.takeDrawTime(msg.frame) ?? null;
+      const main = msg.people[0];
+      view.setPose(main?.joints3d ?? null, main?.confidence);
+      setState(main ? "live" : "no-person");
+    },
+    error(msg) {
+      console.warn(`posecast: server error ${msg.code}: ${msg.message}`);
+      if (msg.code === "too_many_peers") busyMessage = msg.message;
+    },
+    closed({ opened, code }) {
+      pose = null;
+      view.setPose(null);
+      failures = hadHello ? 1 : failures + 1;
+      const retry = Math.min(RETRY_MAX_S, RETRY_MIN_S * 2 ** (failures - 1));
+      if (code === 1013) setState("server-busy", { retry, error: busyMessage ?? "too many viewers." });
+      else setState(opened ? "server-lost" : "server-unreachable", { retry });
+      busyMessage = null;
+      setTimeout(() => session(source), retry * 1000);
+    },
+  });
+}
+
+function render(now, last) {
+  const fresh = view.update(Math.min(0.1, (now - last) / 1000));
+  if (fresh && poseDrawTime != null) {
+    stats.latency(performance.now() - poseDrawTime);
+    poseDrawTime = null;
+  }
+  if (document.body.classList.contains("pipeline")) drawPipeline(panels, video, pose, skeleton);
+  else drawOverlay($("overlay"), video, pose, skeleton);
+  requestAnimationFrame((t) => render(t, now));
+}
+
+function setupPipelineToggle() {
+  const button = $("pipeline-toggle");
+  const set = (on) => {
+    document.body.classList.toggle("pipeline", on);
+    button.setAttribute("aria-pressed", String(on));
+  };
+  button.addEventListener("click", () => set(!document.body.classList.contains("pipeline")));
+  set(location.hash === "#pipeline");
+}
+
+async function main() {
+  setupPipelineToggle();
+  requestAnimationFrame((t) => render(t, t));
+  setInterval(() => { line.textContent = statusLine(stats.snapshot()); }, STATUS_EVERY_MS);
+  setState("starting");
+  let stream;
+  try {
+    stream = await openCamera();
+  } catch (err) {
+    if (!(err instanceof CameraError)) throw err;
+    console.warn(`posecast: camera: ${err.message}`);
+    setState(err.state, { error: err.message });
+    return;
+  }
+  video.srcObject = stream;
+  await video.play().catch(() => {}); // autoplay of a muted stream is allowed; this only hurries it
+  const source = new TaggedSource(video);
+  source.start();
+  session(source);
+}
+
+// Read-only hook for tests and the curious: window.posecast.stats, .joints() (world metres, null = hidden).
+window.posecast = Object.freeze({
+  get state() { return state; },
+  get stats() { return stats.snapshot(); },
+  joints: () => view.positions(),
+});
+
+main();

@@ -20,7 +20,7 @@ from websockets.exceptions import ConnectionClosed
 from posecast import frametag, paths
 from posecast.skeleton import skeleton_info
 
-from . import loopback
+from . import jitter, loopback
 from .outbox import Outbox
 from .peer import Peer, now_ms
 from .pipeline import Estimator
@@ -63,6 +63,7 @@ class PoseServer:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
         self._server: Server | None = None
         loopback.install()
+        jitter.install()
 
     @property
     def port(self) -> int:

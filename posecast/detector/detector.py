@@ -1,0 +1,132 @@
+"""The 2D detector at run time: frame -> people (COCO-18 keypoints in frame pixels), one object per stream.
+
+preprocess (crop around the tracked main person, letterbox) -> session.run -> postprocess (peaks, PAF
+grouping, back to frame pixels, duplicate suppression, tracking). The ONNX contract is in
+export/onnx_graph.py; keypoints use continuous pixel coordinates (the top-left pixel's centre is (0.5, 0.5)).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from posecast import paths
+from posecast.runtime import Device, create_session, provider_name
+from posecast.skeleton import COCO18
+
+from . import letterbox
+from .letterbox import Box, Letterbox
+from .paf import PafOptions, group
+from .peaks import find_peaks
+from .tracking import Tracker, TrackingOptions, suppress_duplicates
+
+log = logging.getLogger(__name__)
+
+STRIDE = 8  # heatmap cell k covers network pixels [8k, 8k + 8): its centre is 8k + 4
+
+
+@dataclass
+class DetectorOptions:
+    model_path: Path = paths.DETECTOR_ONNX
+    input_height: int = 256          # network input height (multiple of 8); width follows the crop aspect
+    device: Device = "auto"
+    threads: int | None = None
+    peak_threshold: float = 0.1      # heatmap value a part candidate needs
+    track: bool = True               # crop around the main person of the previous frame
+    paf: PafOptions = field(default_factory=PafOptions)
+    tracking: TrackingOptions = field(default_factory=TrackingOptions)
+
+
+@dataclass
+class Person:
+    id: int                 # stable across frames while tracked
+    score: float            # sum of keypoint confidences / 18: in [0, 1], high for a complete, clear person
+    keypoints: np.ndarray   # [18, 2] float32, frame pixels, COCO-18 order; 0 where not found
+    confidence: np.ndarray  # [18] float32, 0 = not found
+    main: bool
+
+
+@dataclass
+class Detection:
+    people: list[Person]                 # main person first; empty when nobody is in view
+    crop: tuple[int, int, int, int]      # x0, y0, x1, y1: the frame region the network saw
+    timings: dict[str, float]            # ms: "preprocess", "network", "decode"
+
+
+def check_frame(frame: np.ndarray) -> None:
+    """Clear errors for what cannot be a BGR frame (the only input we refuse)."""
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame must be an HxWx3 uint8 BGR image, got {frame.dtype} {frame.shape}")
+    if frame.shape[0] == 0 or frame.shape[1] == 0:
+        raise ValueError(f"frame is empty: {frame.shape}")
+
+
+class Detector:
+    def __init__(self, options: DetectorOptions = DetectorOptions(),
+                 session: ort.InferenceSession | None = None) -> None:
+        self.options = options
+        self.session = session or create_session(options.model_path, options.device, threads=options.threads,
+                                                 hint="python -m export detector")
+        self.provider = provider_name(self.session)
+        self.tracker = Tracker(options.tracking)
+
+    def reset(self) -> None:
+        """Forget the people seen so far (a new stream or a scene cut)."""
+        self.tracker.reset()
+
+    def preprocess(self, frame: np.ndarray, crop: Box) -> tuple[np.ndarray, Letterbox]:
+        box = letterbox.make(crop, self.options.input_height)
+        image = letterbox.warp(frame, box)
+        return image.transpose(2, 0, 1)[None].astype(np.float32), box
+
+    def postprocess(self, heatmaps: np.ndarray, pafs: np.ndarray, box: Letterbox
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Network maps -> people in frame pixels: ([N,18,2], [N,18], [N] scores)."""
+        peaks = find_peaks(heatmaps[:len(COCO18)], self.options.peak_threshold)
+        people = group(peaks, pafs, self.options.paf)
+        found = people.confidence > 0
+        net_xy = people.keypoints * STRIDE + STRIDE / 2
+        keypoints = np.where(found[..., None], box.to_frame(net_xy), 0.0).astype(np.float32)
+        confidence = people.confidence
+        scores = confidence.sum(-1) / len(COCO18)
+        keep = suppress_duplicates(keypoints, confidence, scores, self.options.tracking.duplicate_similarity)
+        return keypoints[keep], confidence[keep], scores[keep]
+
+    def _detect(self, frame: np.ndarray, crop: Box, timings: dict[str, float]):
+        t0 = time.perf_counter()
+        image, box = self.preprocess(frame, crop)
+        t1 = time.perf_counter()
+        heatmaps, pafs = self.session.run(["heatmaps", "pafs"], {"image": image})
+        t2 = time.perf_counter()
+        result = self.postprocess(heatmaps[0], pafs[0], box)
+        t3 = time.perf_counter()
+        for key, dt in (("preprocess", t1 - t0), ("network", t2 - t1), ("decode", t3 - t2)):
+            timings[key] = timings.get(key, 0.0) + dt * 1e3
+        return result
+
+    def __call__(self, frame_bgr: np.ndarray) -> Detection:
+        check_frame(frame_bgr)
+        h, w = frame_bgr.shape[:2]
+        full: Box = (0, 0, w, h)
+        timings: dict[str, float] = {}
+        crop = (self.tracker.crop((w, h)) if self.options.track else None) or full
+        keypoints, confidence, scores = self._detect(frame_bgr, crop, timings)
+        if crop != full and len(keypoints) == 0:
+            crop = full  # the person left the crop: look at the whole frame at once
+            keypoints, confidence, scores = self._detect(frame_bgr, crop, timings)
+        t0 = time.perf_counter()
+        if self.options.track:
+            ids, main = self.tracker.update(keypoints, confidence, scores, (w, h))
+        else:
+            ids, main = list(range(1, len(keypoints) + 1)), (0 if len(keypoints) else None)
+        people = [Person(int(i), float(s), k, c, j == main)
+                  for j, (i, s, k, c) in enumerate(zip(ids, scores, keypoints, confidence))]
+        people.sort(key=lambda p: (not p.main, -p.score))
+        timings["decode"] += (time.perf_counter() - t0) * 1e3
+        return Detection(people, crop, timings)

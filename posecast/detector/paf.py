@@ -1,8 +1,8 @@
 """Part-affinity-field decoding: score candidate limbs by line integrals, then group greedily into people.
 
 This is OpenPose's bottom-up association (Cao et al. 2017): for every limb type, all candidate pairs are
-scored at once in numpy; the greedy matching and the assembly into people are small Python loops over the
-few accepted connections.
+scored at once in numpy (all limb types in one batch); the greedy matching and the assembly into people are
+small Python loops over the few accepted connections.
 """
 from __future__ import annotations
 
@@ -36,96 +36,115 @@ class People:
     score: np.ndarray       # [N] float32: the OpenPose score (peak + limb scores) per found part
 
 
-def bilinear(field: np.ndarray, xy: np.ndarray) -> np.ndarray:
-    """field [C, h, w] sampled at xy [..., 2] (cells, clamped to the map) -> [..., C]."""
+def bilinear(field: np.ndarray, xy: np.ndarray, channels: np.ndarray) -> np.ndarray:
+    """field [C, h, w] sampled at xy [P, S, 2] (cells, clamped to the map) in channels [P, K] -> [P, S, K]."""
     _, h, w = field.shape
     x = np.clip(xy[..., 0], 0, w - 1)
     y = np.clip(xy[..., 1], 0, h - 1)
-    x0 = np.minimum(x.astype(np.int32), w - 2) if w > 1 else np.zeros_like(x, np.int32)
-    y0 = np.minimum(y.astype(np.int32), h - 2) if h > 1 else np.zeros_like(y, np.int32)
+    x0 = np.minimum(x.astype(np.int64), max(w - 2, 0))
+    y0 = np.minimum(y.astype(np.int64), max(h - 2, 0))
     fx, fy = (x - x0)[..., None], (y - y0)[..., None]
     x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    f = np.moveaxis(field, 0, -1)                    # [h, w, C] view
-    top = f[y0, x0] * (1 - fx) + f[y0, x1] * fx
-    bottom = f[y1, x0] * (1 - fx) + f[y1, x1] * fx
+    c = channels[:, None, :]                          # [P, 1, K] against [P, S, 1] positions
+    top = field[c, y0[..., None], x0[..., None]] * (1 - fx) + field[c, y0[..., None], x1[..., None]] * fx
+    bottom = field[c, y1[..., None], x0[..., None]] * (1 - fx) + field[c, y1[..., None], x1[..., None]] * fx
     return top * (1 - fy) + bottom * fy
 
 
-def score_limb(a: np.ndarray, b: np.ndarray, paf_xy: np.ndarray, map_height: int,
-               opt: PafOptions) -> np.ndarray:
-    """Line-integral scores of all pairs: a [na,2], b [nb,2] cells, paf_xy [2,h,w] -> [na, nb]
-    (-inf where a pair fails OpenPose's criteria). Long limbs are penalised relative to the map height."""
-    d = b[None, :, :] - a[:, None, :]                           # [na, nb, 2]
-    norm = np.linalg.norm(d, axis=-1)
-    unit = d / np.maximum(norm, 1e-6)[..., None]
+def candidate_pairs(peaks: Peaks) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every (limb, peak a, peak b) pair whose parts fit the limb, for all limbs at once."""
+    limbs, first, second = [], [], []
+    for k, (pa, pb) in enumerate(COCO18_PAF_LIMBS):
+        ia, ib = peaks.of(pa), peaks.of(pb)
+        if len(ia) and len(ib):
+            a, b = np.meshgrid(ia, ib, indexing="ij")
+            limbs.append(np.full(a.size, k))
+            first.append(a.ravel())
+            second.append(b.ravel())
+    if not limbs:
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
+    return np.concatenate(limbs), np.concatenate(first), np.concatenate(second)
+
+
+def score_pairs(a: np.ndarray, b: np.ndarray, limb: np.ndarray, pafs: np.ndarray,
+                opt: PafOptions) -> np.ndarray:
+    """Line-integral scores of limbs from a [P,2] to b [P,2] (cells) in field `limb` [P] of pafs
+    [38,h,w] -> [P] (-inf where a pair fails OpenPose's criteria). Limbs longer than half the map
+    height are penalised, as in OpenPose."""
+    _, h, w = pafs.shape
+    d = b - a
+    norm = np.maximum(np.linalg.norm(d, axis=-1), 1e-6)
+    unit = d / norm[:, None]
     t = np.linspace(0.0, 1.0, opt.samples, dtype=np.float32)
-    points = a[:, None, None, :] + d[:, :, None, :] * t[:, None]  # [na, nb, S, 2]
-    field = bilinear(paf_xy, points)                           # [na, nb, S, 2]
-    alignment = np.einsum("abst,abt->abs", field, unit)
-    prior = np.minimum(0.5 * map_height / np.maximum(norm, 1e-6) - 1.0, 0.0)
-    score = alignment.mean(-1) + prior
+    points = a[:, None, :] + d[:, None, :] * t[:, None]               # [P, S, 2]
+    channels = np.stack([2 * limb, 2 * limb + 1], axis=1)              # [P, 2]
+    field = bilinear(pafs, points, channels)                           # [P, S, 2]
+    alignment = (field * unit[:, None, :]).sum(-1)
+    score = alignment.mean(-1) + np.minimum(0.5 * h / norm - 1.0, 0.0)
     ok = ((alignment > opt.min_alignment).sum(-1) > opt.min_aligned_fraction * opt.samples) & (score > 0)
     return np.where(ok, score, -np.inf)
 
 
-def _match(scores: np.ndarray) -> list[tuple[int, int, float]]:
-    """Greedy one-to-one matching, best score first: [(row, column, score)]."""
-    rows, cols = np.nonzero(np.isfinite(scores))
-    order = np.argsort(-scores[rows, cols], kind="stable")
-    used_a, used_b, out = set(), set(), []
-    for i in order:
-        r, c = int(rows[i]), int(cols[i])
-        if r not in used_a and c not in used_b:
-            used_a.add(r)
-            used_b.add(c)
-            out.append((r, c, float(scores[r, c])))
+def connections(peaks: Peaks, pafs: np.ndarray, opt: PafOptions) -> list[tuple[int, int, int, float]]:
+    """Accepted limbs [(limb, peak a, peak b, score)] in limb order: per limb type a greedy one-to-one
+    matching, best score first."""
+    limb, ia, ib = candidate_pairs(peaks)
+    if len(limb) == 0:
+        return []
+    score = score_pairs(peaks.xy[ia], peaks.xy[ib], limb, pafs, opt)
+    valid = np.isfinite(score)
+    limb, ia, ib, score = limb[valid], ia[valid], ib[valid], score[valid]
+    order = np.lexsort((-score, limb))
+    used: set[tuple[int, int]] = set()      # (limb, peak) already connected by that limb type
+    out = []
+    for k, a, b, s in zip(limb[order].tolist(), ia[order].tolist(), ib[order].tolist(), score[order].tolist()):
+        if (k, a) not in used and (k, b) not in used:
+            used.add((k, a))
+            used.add((k, b))
+            out.append((k, a, b, s))
     return out
 
 
 def group(peaks: Peaks, pafs: np.ndarray, opt: PafOptions = PafOptions()) -> People:
     """Peaks + PAFs [38, h, w] -> people, most confident first."""
-    map_height = pafs.shape[1]
-    # a person: peak index per part (-1 = none), plus [total score, number of parts]
-    rows: list[np.ndarray] = []
-    owner = np.full(len(peaks.score), -1)                      # person row of each peak
-    for k, (pa, pb) in enumerate(COCO18_PAF_LIMBS):
-        ia, ib = peaks.of(pa), peaks.of(pb)
-        if len(ia) == 0 or len(ib) == 0:
-            continue
-        scores = score_limb(peaks.xy[ia], peaks.xy[ib], pafs[2 * k:2 * k + 2], map_height, opt)
-        for r, c, s in _match(scores):
-            a, b = int(ia[r]), int(ib[c])
-            ra, rb = owner[a], owner[b]
-            if ra >= 0 and rb >= 0 and ra != rb:
-                # two partial people joined by this limb: merge them when they share no part
-                pa_row, pb_row = rows[ra], rows[rb]
-                if np.all((pa_row[:N_PARTS] < 0) | (pb_row[:N_PARTS] < 0)):
-                    taken = pb_row[:N_PARTS] >= 0
-                    pa_row[:N_PARTS][taken] = pb_row[:N_PARTS][taken]
-                    pa_row[N_PARTS:] += pb_row[N_PARTS:]
-                    pa_row[N_PARTS] += s
-                    owner[owner == rb] = ra
-                    pb_row[:] = -1
-                    pb_row[N_PARTS:] = 0
-            elif ra >= 0 or rb >= 0:
-                row_index, new, part = (ra, b, pb) if ra >= 0 else (rb, a, pa)
-                row = rows[row_index]
-                if row[part] < 0:
-                    row[part] = new
-                    row[N_PARTS] += peaks.score[new] + s
-                    row[N_PARTS + 1] += 1
-                    owner[new] = row_index
-            elif k < _STARTS_PERSON:
-                row = np.full(N_PARTS + 2, -1.0)
-                row[pa], row[pb] = a, b
-                row[N_PARTS] = peaks.score[a] + peaks.score[b] + s
-                row[N_PARTS + 1] = 2
-                owner[a] = owner[b] = len(rows)
-                rows.append(row)
+    # a person: peak index per part (-1 = none), then [total score, number of parts]
+    rows: list[list[float]] = []
+    owner: dict[int, int] = {}                                 # peak -> person row
+    peak_score = peaks.score.tolist()
+    for k, a, b, s in connections(peaks, pafs, opt):
+        pa, pb = COCO18_PAF_LIMBS[k]
+        ra, rb = owner.get(a, -1), owner.get(b, -1)
+        if ra >= 0 and rb >= 0:
+            if ra == rb:
+                continue
+            # two partial people joined by this limb: merge them when they share no part
+            row_a, row_b = rows[ra], rows[rb]
+            if all(x < 0 or y < 0 for x, y in zip(row_a[:N_PARTS], row_b[:N_PARTS])):
+                for j in range(N_PARTS):
+                    if row_b[j] >= 0:
+                        row_a[j] = row_b[j]
+                        owner[int(row_b[j])] = ra
+                row_a[N_PARTS] += row_b[N_PARTS] + s
+                row_a[N_PARTS + 1] += row_b[N_PARTS + 1]
+                rows[rb] = [-1.0] * N_PARTS + [0.0, 0.0]
+        elif ra >= 0 or rb >= 0:
+            row_index, new, part = (ra, b, pb) if ra >= 0 else (rb, a, pa)
+            row = rows[row_index]
+            if row[part] < 0:
+                row[part] = new
+                row[N_PARTS] += peak_score[new] + s
+                row[N_PARTS + 1] += 1
+                owner[new] = row_index
+        elif k < _STARTS_PERSON:
+            row = [-1.0] * N_PARTS + [peak_score[a] + peak_score[b] + s, 2.0]
+            row[pa], row[pb] = a, b
+            owner[a] = owner[b] = len(rows)
+            rows.append(row)
     return _people(peaks, rows, opt)
 
 
-def _people(peaks: Peaks, rows: list[np.ndarray], opt: PafOptions) -> People:
+def _people(peaks: Peaks, rows: list[list[float]], opt: PafOptions) -> People:
     table = np.array(rows).reshape(-1, N_PARTS + 2)
     count, total = table[:, N_PARTS + 1], table[:, N_PARTS]
     keep = (count >= opt.min_keypoints) & (total / np.maximum(count, 1) >= opt.min_mean_score)

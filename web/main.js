@@ -4,11 +4,11 @@ import { CameraError, openCamera, TaggedSource } from "./capture.js";
 import { drawOverlay, drawPipeline } from "./overlay.js";
 import { connect, serverUrl } from "./signalling.js";
 import { STATES, Stats, statusLine } from "./status.js";
-import { View3D } from "./view3d.js";
 
 const RETRY_MIN_S = 1;
 const RETRY_MAX_S = 16;
 const STATUS_EVERY_MS = 250;
+const NO_PERSON_AFTER_MS = 500; // a person missed for a moment keeps their last pose: no flicker
 
 const $ = (id) => document.getElementById(id);
 const video = $("video");
@@ -17,17 +17,19 @@ const line = $("status");
 const panels = { crop: $("panel-crop"), coco: $("panel-coco"), h36m: $("panel-h36m") };
 
 const stats = new Stats();
-const view = new View3D($("view3d"));
+let view = null; // the 3D view, once three.js has loaded
 let state = "starting";
 let skeleton = null; // hello.skeleton
 let pose = null; // the latest pose message of the open session
 let poseDrawTime = null; // when the latest pose's frame was drawn (performance.now() ms)
 let failures = 0; // sessions in a row that ended before the server said hello
 let busyMessage = null; // the server's too_many_peers message, shown when it closes the session
+let personSeen = -Infinity; // performance.now() of the last pose with a person in it
 
 function setState(name, details = {}) {
-  state = name;
   const text = STATES[name](details);
+  if (name === state && banner.textContent === (text ?? "")) return;
+  state = name;
   banner.hidden = !text;
   banner.textContent = text ?? "";
   banner.dataset.state = name;
@@ -44,7 +46,7 @@ function session(source) {
       skeleton = msg.skeleton;
       source.layout = msg.frametag;
       stats.provider = msg.provider;
-      view.setSkeleton(skeleton.h36m17);
+      view?.setSkeleton(skeleton.h36m17);
       setState("waiting", {});
     },
     peerState(peer) {
@@ -55,8 +57,15 @@ function session(source) {
       stats.pose(msg);
       if (msg.tagged) poseDrawTime = source.takeDrawTime(msg.frame) ?? null;
       const main = msg.people[0];
-      view.setPose(main?.joints3d ?? null, main?.confidence);
-      setState(main ? "live" : "no-person");
+      const now = performance.now();
+      if (main) {
+        personSeen = now;
+        view?.setPose(main.joints3d, main.confidence);
+        setState("live");
+      } else if (now - personSeen > NO_PERSON_AFTER_MS) {
+        view?.setPose(null);
+        setState("no-person");
+      }
     },
     error(msg) {
       console.warn(`posecast: server error ${msg.code}: ${msg.message}`);
@@ -64,7 +73,7 @@ function session(source) {
     },
     closed({ opened, code }) {
       pose = null;
-      view.setPose(null);
+      view?.setPose(null);
       failures = hadHello ? 1 : failures + 1;
       const retry = Math.min(RETRY_MAX_S, RETRY_MIN_S * 2 ** (failures - 1));
       if (code === 1013) setState("server-busy", { retry, error: busyMessage ?? "too many viewers." });
@@ -76,7 +85,7 @@ function session(source) {
 }
 
 function render(now, last) {
-  const fresh = view.update(Math.min(0.1, (now - last) / 1000));
+  const fresh = view ? view.update(Math.min(0.1, (now - last) / 1000)) : true;
   if (fresh && poseDrawTime != null) {
     stats.latency(performance.now() - poseDrawTime);
     poseDrawTime = null;
@@ -96,8 +105,23 @@ function setupPipelineToggle() {
   set(location.hash === "#pipeline");
 }
 
+/** three.js comes from a CDN (or the server's copy): if it cannot load, the rest of the page still works. */
+async function loadView() {
+  const container = $("view3d");
+  try {
+    const { View3D } = await import("./view3d.js");
+    view = new View3D(container);
+    if (skeleton) view.setSkeleton(skeleton.h36m17);
+  } catch (err) {
+    console.error("posecast: 3D view unavailable", err);
+    container.classList.add("no-webgl");
+    container.textContent = `The 3D view could not load three.js (${err.message}).`;
+  }
+}
+
 async function main() {
   setupPipelineToggle();
+  loadView();
   requestAnimationFrame((t) => render(t, t));
   setInterval(() => { line.textContent = statusLine(stats.snapshot()); }, STATUS_EVERY_MS);
   setState("starting");
@@ -110,6 +134,9 @@ async function main() {
     setState(err.state, { error: err.message });
     return;
   }
+  stream.getVideoTracks()[0].addEventListener("ended", () => {
+    setState("camera-error", { error: "the camera stopped (unplugged, or taken by another application?)" });
+  });
   video.srcObject = stream;
   await video.play().catch(() => {}); // autoplay of a muted stream is allowed; this only hurries it
   const source = new TaggedSource(video);
@@ -121,7 +148,7 @@ async function main() {
 window.posecast = Object.freeze({
   get state() { return state; },
   get stats() { return stats.snapshot(); },
-  joints: () => view.positions(),
+  joints: () => view?.positions() ?? [],
 });
 
 main();

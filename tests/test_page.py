@@ -1,0 +1,124 @@
+"""The page in a real browser: headless Chromium with a fake camera playing a real clip.
+
+The live tests run against the real server (`python -m server`, real models, real WebRTC);
+the camera and server-down states use a plain file server for the page (tests/page_servers.py).
+The page's read-only hook `window.posecast` gives state, stats and joint positions.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+
+import pytest
+
+from conftest import shared_path
+from page_browser import ARTIFACTS, open_page
+from page_servers import RunningServer, blank_video, real_server, static_site
+
+log = logging.getLogger(__name__)
+
+CLIP = "media/clips/dance_facing_camera_640x480_30fps.mjpeg"
+MIN_POSE_RATE = 10.0  # pose messages per second
+MIN_MOVE_M = 0.01  # some joint must move more than this between samples
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> RunningServer:
+    with real_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+@pytest.fixture
+def clip():
+    return shared_path(CLIP)
+
+
+def wait_state(page, state: str, timeout_s: float = 30) -> None:
+    page.wait_for_function("s => window.posecast?.state === s", arg=state, timeout=timeout_s * 1000)
+
+
+def joint_moves(samples: list[list]) -> float:
+    """Largest displacement (m) of any joint visible in two consecutive samples."""
+    best = 0.0
+    for a, b in zip(samples, samples[1:]):
+        for p, q in zip(a, b):
+            if p is not None and q is not None:
+                best = max(best, math.dist(p, q))
+    return best
+
+
+def test_live_pose_stream(server, clip, tmp_path):
+    with open_page(server.url, tmp_path, video=clip) as page:
+        wait_state(page, "live", timeout_s=60)
+        before = page.evaluate("() => posecast.stats")
+        started = time.monotonic()
+        samples = []
+        while time.monotonic() - started < 3:
+            time.sleep(0.2)
+            samples.append(page.evaluate("() => posecast.joints()"))
+        after = page.evaluate("() => posecast.stats")
+        rate = (after["messages"] - before["messages"]) / (time.monotonic() - started)
+        log.info("pose rate %.1f/s, latency %s ms, provider %s", rate, after["latencyMs"], after["provider"])
+
+        assert rate >= MIN_POSE_RATE, f"{rate:.1f} pose messages/s, expected >= {MIN_POSE_RATE}"
+        assert after["provider"] in ("CPU", "CUDA")
+        assert after["people"] >= 1
+        # Latency needs the server to read back the page's frame tags: a number proves the round trip.
+        assert after["latencyMs"] is not None and 0 < after["latencyMs"] < 5000
+        assert joint_moves(samples) > MIN_MOVE_M, "the 3D joints did not move while the dancer did"
+        shown = [p for s in samples for p in s if p is not None]
+        assert len(shown) > len(samples) * 10, "most joints should be shown for a full-body dancer"
+        assert all(math.hypot(*p) > 1e-3 for p in shown), "a joint was drawn at the origin"
+        assert all(-0.3 < p[1] < 2.5 for p in shown), "joints should stand on the grid, at human height"
+
+        status = page.inner_text("#status")
+        assert re.search(r"\d+\.\d fps", status) and re.search(r"latency \d+ ms", status), status
+        assert page.locator("#banner").is_hidden()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "page_live.png")
+
+        page.click("#pipeline-toggle")
+        page.wait_for_timeout(500)
+        for panel in ("#panel-crop", "#panel-coco", "#panel-h36m", "#view3d"):
+            box = page.locator(panel).bounding_box()
+            assert box and box["width"] > 50 and box["height"] > 50, panel
+        page.screenshot(path=ARTIFACTS / "page_pipeline.png")
+
+
+def test_no_person_in_view(server, tmp_path):
+    with open_page(server.url, tmp_path, video=blank_video(tmp_path)) as page:
+        wait_state(page, "no-person", timeout_s=60)
+        assert "No person in view" in page.inner_text("#banner")
+        assert all(p is None for p in page.evaluate("() => posecast.joints()"))
+
+
+def test_server_lost(clip, tmp_path):
+    with real_server(tmp_path) as running, open_page(running.url, tmp_path, video=clip) as page:
+        page.wait_for_function("() => posecast.stats.messages > 0", timeout=60_000)
+        running.stop()
+        wait_state(page, "server-lost", timeout_s=10)
+        assert "Connection to the server lost" in page.inner_text("#banner")
+
+
+def test_camera_denied(tmp_path):
+    with static_site() as site, open_page(site.url, tmp_path, camera="deny", local_three=True) as page:
+        wait_state(page, "camera-denied", timeout_s=10)
+        assert "Camera permission denied" in page.inner_text("#banner")
+
+
+def test_no_camera(tmp_path):
+    with static_site() as site, open_page(site.url, tmp_path, camera="none", local_three=True) as page:
+        wait_state(page, "no-camera", timeout_s=10)
+        assert "No camera found" in page.inner_text("#banner")
+
+
+def test_server_unreachable_retries(clip, tmp_path):
+    with static_site() as site, open_page(site.url, tmp_path, video=clip, local_three=True) as page:
+        wait_state(page, "server-unreachable", timeout_s=10)
+        assert "Server unreachable" in page.inner_text("#banner")
+        deadline = time.monotonic() + 6  # retries after 1 s, then 2 s
+        while site.websocket_attempts < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert site.websocket_attempts >= 3, "the page should keep retrying the server"

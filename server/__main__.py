@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from posecast.logs import setup_logging
 from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
@@ -27,6 +28,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the models run: auto = CUDA when really active, else the CPU (default auto)")
+    p.add_argument("--detector", type=Path, default=PipelineOptions.detector_path, metavar="ONNX",
+                   help="2D detector model (default weights/openpose.onnx)")
+    p.add_argument("--lifter", type=Path, default=PipelineOptions.lifter_path, metavar="ONNX",
+                   help="2D-to-3D lifter model (default weights/lifter.onnx)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height,
                    help="detector input height in pixels: smaller is faster, larger finds smaller people "
@@ -76,8 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging(args.log_level)
     smoothing = OneEuroOptions(args.min_cutoff, args.beta, args.d_cutoff) if args.smoothing else None
     try:
-        estimator = PoseEstimator(PipelineOptions(device=args.device, threads=args.threads,
-                                                  input_height=args.input_height, smoothing=smoothing))
+        estimator = PoseEstimator(PipelineOptions(
+            detector_path=args.detector, lifter_path=args.lifter, device=args.device, threads=args.threads,
+            input_height=args.input_height, smoothing=smoothing))
     except (ModelNotFoundError, DeviceUnavailableError) as exc:
         log.error("%s", exc)
         return 1

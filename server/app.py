@@ -198,7 +198,7 @@ class Session:
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
             await self.peer.close()
             self.peer = None
-            raise ClientError("bad_offer", f"could not use the offer: {exc or type(exc).__name__}") from None
+            raise ClientError("bad_offer", f"could not use the offer: {str(exc) or type(exc).__name__}") from None
         self.outbox.send({"type": "answer", "sdp": answer})
 
     async def close(self) -> None:

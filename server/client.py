@@ -119,9 +119,9 @@ class PoseClient:
         self._reader = asyncio.create_task(self._read())
         return first
 
-    async def send(self, message: dict | str) -> None:
+    async def send(self, message: dict | str | bytes) -> None:
         assert self.ws is not None
-        await self.ws.send(message if isinstance(message, str) else json.dumps(message))
+        await self.ws.send(message if isinstance(message, str | bytes) else json.dumps(message))
 
     async def next_message(self, timeout: float = 10.0) -> dict:
         """The next non-pose message (answer, pong, error)."""

@@ -1,0 +1,281 @@
+"""The live server end to end: real websockets, real aiortc peers, frames tagged with their ids.
+
+The estimator is a test double here (fast, or deliberately slow) so that these tests are
+about the transport and the frame pump; tests/test_server_models.py runs the real models.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import statistics
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import websockets
+
+from posecast import paths
+from posecast.skeleton import skeleton_info
+from server.app import PoseServer, ServerOptions
+from server.client import PoseClient, TaggedVideoTrack, clip_frames, drawn_frames
+from server.pipeline import FrameResult
+
+CLIP = paths.shared_dir() / "media" / "clips" / "dance_facing_camera.mp4"
+
+
+class SleepingProcessor:
+    """Takes `delay` seconds per frame (a stand-in for a model of that speed) and finds one fixed person."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.calls = 0
+
+    def __call__(self, frame_bgr: np.ndarray, t: float) -> FrameResult:
+        self.calls += 1
+        time.sleep(self.delay)
+        h, w = frame_bgr.shape[:2]
+        person = {"id": 1, "main": True, "score": 0.9, "joints3d": [[0.0, 0.0, 0.0]] * 17,
+                  "keypoints": [[w / 2, h / 2]] * 17, "confidence": [1.0] * 17, "coco18": [[w / 2, h / 2, 1.0]] * 18}
+        return FrameResult(people=[person], crop=(0, 0, w, h), timings={"detect": self.delay * 1e3})
+
+
+class SleepingEstimator:
+    provider = "CPU"
+    models = {"detector": {"file": "test-double"}, "lifter": {"file": "test-double"}}
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.streams: list[SleepingProcessor] = []
+
+    def new_stream(self) -> SleepingProcessor:
+        self.streams.append(SleepingProcessor(self.delay))
+        return self.streams[-1]
+
+
+@pytest.fixture
+async def serve(tmp_path):
+    """serve(estimator, **options) -> a running PoseServer on a free port; stopped after the test."""
+    servers: list[PoseServer] = []
+
+    async def start(estimator, **options) -> PoseServer:
+        server = PoseServer(ServerOptions(port=0, **options), estimator)
+        await server.start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        await server.stop()
+
+
+def ws_url(server: PoseServer) -> str:
+    return f"ws://127.0.0.1:{server.port}/ws"
+
+
+def footage() -> Iterator[np.ndarray]:
+    """Real footage when ../shared is there, else drawn frames (the transport does not care)."""
+    return clip_frames(CLIP) if CLIP.is_file() else drawn_frames()
+
+
+async def stream(server: PoseServer, seconds: float, frames: Iterator[np.ndarray] | None = None,
+                 fps: float = 30.0) -> PoseClient:
+    client = PoseClient(ws_url(server))
+    hello = await client.connect()
+    assert hello["type"] == "hello"
+    await client.start_video(TaggedVideoTrack(frames or footage(), fps))
+    await client.wait_for_poses(1, timeout=15)
+    await asyncio.sleep(seconds)
+    return client
+
+
+def peer_of(server: PoseServer):
+    (session,) = server.sessions
+    return session.peer
+
+
+async def test_hello_describes_skeleton_models_and_limits(serve):
+    server = await serve(SleepingEstimator(), max_peers=3)
+    async with websockets.connect(ws_url(server)) as ws:
+        hello = json.loads(await ws.recv())
+    assert hello["type"] == "hello" and hello["version"] == 1
+    assert hello["skeleton"] == json.loads(json.dumps(skeleton_info()))
+    assert hello["provider"] == "CPU"
+    assert hello["models"]["detector"]["file"] == "test-double"
+    assert hello["limits"]["max_peers"] == 3
+    assert hello["frametag"] == {"bits": 16, "cells": 18, "cells_per_width": 40}
+
+
+async def test_every_frame_gets_a_pose_message_with_its_latency(serve):
+    server = await serve(SleepingEstimator(0.005))
+    client = await stream(server, 2.0)
+    peer = peer_of(server)
+    session = next(iter(server.sessions))
+    await client.close()
+    poses = client.poses
+    # Every message the server sent arrived, and every received frame was processed or counted as dropped.
+    assert len(poses) == peer.processed - session.outbox.replaced
+    assert peer.received - peer.processed - peer.dropped in (0, 1)  # at most one frame in flight
+    assert peer.processed >= 0.8 * peer.received, "a fast model should keep up with 30 fps"
+    assert all(p.message["tagged"] for p in poses), "the frame tag must survive the video codec"
+    frames = [p.frame for p in poses]
+    assert frames == sorted(frames) and len(set(frames)) == len(frames)
+    latencies = [p.latency_ms for p in poses]
+    assert all(lat is not None and 0 < lat < 1000 for lat in latencies)
+    first = poses[0].message
+    assert first["frame_size"] == [640, 480]
+    assert set(first["timings"]) >= {"decode", "detect", "total"}
+    assert first["people"][0]["main"] is True and len(first["people"][0]["joints3d"]) == 17
+    assert first["received_ts"] <= first["server_ts"]
+
+
+async def test_latency_does_not_grow_when_inference_is_slower_than_the_camera(serve):
+    # 80 ms per frame against 30 fps: 60% of the frames cannot be processed. Queued, latency
+    # would grow by ~1.4 s per second; with the latest-frame slot it stays flat.
+    server = await serve(SleepingEstimator(0.08))
+    client = await stream(server, 4.0)
+    peer = peer_of(server)
+    await client.close()
+    poses = client.poses
+    assert peer.dropped >= 0.4 * peer.received, f"stale frames must be dropped ({peer.dropped}/{peer.received})"
+    assert poses[-1].message["dropped"] > 0
+    third = len(poses) // 3
+    early = statistics.median(p.latency_ms for p in poses[:third])
+    late = statistics.median(p.latency_ms for p in poses[-third:])
+    assert late < 1.3 * early + 30, f"latency grew: first third {early:.0f} ms, last third {late:.0f} ms"
+    assert late < 80 + 33 + 150, f"latency {late:.0f} ms: more than one model run + one frame + transport"
+
+
+async def test_two_clients_at_once_and_one_vanishing(serve):
+    estimator = SleepingEstimator(0.005)
+    server = await serve(estimator)
+    a, b = await asyncio.gather(stream(server, 1.0), stream(server, 1.0))
+    assert len(server.sessions) == 2
+    assert len(a.poses) > 10 and len(b.poses) > 10
+    # Each client gets its own frames back, tagged with its own ids.
+    assert all(p.latency_ms is not None and p.latency_ms < 1000 for p in a.poses + b.poses)
+    peer_a = next(s.peer for s in server.sessions if s.ws.remote_address[1] == a.ws.local_address[1])
+    # a disappears without a goodbye: TCP connection cut, WebRTC peer left to time out.
+    a.ws.transport.abort()
+    a.track.stop()
+    deadline = time.monotonic() + 10
+    while len(server.sessions) > 1 and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert len(server.sessions) == 1, "the vanished client's session was not cleaned up"
+    assert peer_a.pc.connectionState == "closed"
+    assert not peer_a._tasks, "the vanished client's reader and pump tasks are still running"
+    before = len(b.poses)
+    await asyncio.sleep(1.0)
+    assert len(b.poses) > before + 10, "the remaining client stopped receiving poses"
+    await a.close()
+    await b.close()
+
+
+async def test_frame_size_changing_mid_stream_including_odd_sizes(serve):
+    def sizes() -> Iterator[np.ndarray]:
+        for size in ((640, 480), (321, 241), (480, 640)):
+            frames = drawn_frames(size)
+            for _ in range(20):
+                yield next(frames)
+
+    server = await serve(SleepingEstimator(0.0))
+    client = PoseClient(ws_url(server))
+    await client.connect()
+    await client.start_video(TaggedVideoTrack(sizes(), 30))
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not any(p.message["frame_size"] == [480, 640] for p in client.poses):
+        await asyncio.sleep(0.1)
+    seen = {tuple(p.message["frame_size"]) for p in client.poses}
+    await client.close()
+    assert {(640, 480), (480, 640)} <= seen
+    # The codec may round an odd size to even; a frame of about that size must have come through.
+    assert any(abs(w - 321) <= 1 and abs(h - 241) <= 1 for w, h in seen), seen
+
+
+async def test_malformed_messages_get_errors_and_the_connection_stays_usable(serve):
+    server = await serve(SleepingEstimator(), max_message_bytes=4096, max_sdp_bytes=2048)
+    client = PoseClient(ws_url(server))
+    await client.connect()
+    cases = [
+        ("{not json", "bad_json"),
+        ("[1, 2]", "bad_message"),
+        (json.dumps({"type": "dance"}), "bad_message"),
+        (json.dumps({"type": "offer"}), "bad_offer"),
+        (json.dumps({"type": "offer", "sdp": "v=0\r\nm=video garbage\r\n"}), "bad_offer"),
+        (json.dumps({"type": "offer", "sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"}), "bad_offer"),
+        (json.dumps({"type": "offer", "sdp": "m=video " + "x" * 3000}), "too_large"),
+        (json.dumps({"type": "ping", "pad": "x" * 5000}), "too_large"),
+        (b"\x00\x01", "bad_message"),
+    ]
+    for message, code in cases:
+        await client.send(message)
+        reply = await client.next_message()
+        assert reply["type"] == "error" and reply["code"] == code, (message[:40], reply)
+        assert reply["message"]
+    await client.send({"type": "ping", "t": 123})
+    pong = await client.next_message()
+    assert pong["type"] == "pong" and pong["t"] == 123
+    # Still able to stream after all that.
+    await client.start_video(TaggedVideoTrack(drawn_frames(), 30))
+    await client.wait_for_poses(5, timeout=15)
+    await client.close()
+    assert len(client.poses) >= 5
+
+
+async def test_max_peers_refuses_with_a_clear_error(serve):
+    server = await serve(SleepingEstimator(), max_peers=1)
+    async with websockets.connect(ws_url(server)) as first:
+        assert json.loads(await first.recv())["type"] == "hello"
+        async with websockets.connect(ws_url(server)) as second:
+            refusal = json.loads(await second.recv())
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await second.recv()
+        assert refusal["type"] == "error" and refusal["code"] == "too_many_peers"
+        assert closed.value.rcvd.code == 1013
+    # The slot frees up when the first client leaves.
+    deadline = time.monotonic() + 5
+    while server.sessions and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    async with websockets.connect(ws_url(server)) as third:
+        assert json.loads(await third.recv())["type"] == "hello"
+
+
+def _get(url: str) -> tuple[int, str, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.headers["Content-Type"], r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers["Content-Type"], e.read()
+
+
+async def test_static_files_local_three_and_healthz(serve, tmp_path: Path):
+    web = tmp_path / "web"
+    (web / "node_modules" / "three" / "build").mkdir(parents=True)
+    (web / "package.json").write_text(json.dumps({"dependencies": {"three": "0.187.0"}}))
+    (web / "index.html").write_text('<script type="importmap">{"imports": {"three": '
+                                    '"https://cdn.jsdelivr.net/npm/three@0.187.0/build/three.module.js"}}</script>')
+    (web / "main.js").write_text("export const x = 1;")
+    (web / "node_modules" / "three" / "build" / "three.module.js").write_text("export const REVISION = '187';")
+    (tmp_path / "secret.txt").write_text("not for the web")
+    server = await serve(SleepingEstimator(), web_root=web)
+    base = f"http://127.0.0.1:{server.port}"
+
+    async def get(path: str) -> tuple[int, str, bytes]:
+        return await asyncio.to_thread(_get, base + path)
+
+    status, ctype, body = await get("/")
+    assert status == 200 and ctype.startswith("text/html")
+    assert b'"three": "/vendor/three/build/three.module.js"' in body and b"cdn.jsdelivr" not in body
+    status, ctype, body = await get("/vendor/three/build/three.module.js")
+    assert status == 200 and ctype.startswith("text/javascript") and b"REVISION" in body
+    status, ctype, _ = await get("/main.js?v=2")
+    assert status == 200 and ctype.startswith("text/javascript")
+    for bad in ("/../secret.txt", "/%2e%2e/secret.txt", "/vendor/three/..%2f..%2f..%2fsecret.txt",
+                "/node_modules/three/build/three.module.js", "/missing.js"):
+        status, _, body = await get(bad)
+        assert status == 404 and b"not for the web" not in body, bad
+    status, ctype, body = await get("/healthz")
+    assert status == 200 and json.loads(body) == {"status": "ok", "provider": "CPU", "peers": 0, "max_peers": 4}

@@ -1,0 +1,112 @@
+"""`python -m export lifter`: a trained checkpoint -> weights/lifter.onnx (+ weights/lifter.json).
+
+The graph holds the whole contract (see posecast/lifter.py): missing-joint masking, the
+pose's own centre/scale normalisation, standardisation and the pelvis at 0. The export is
+checked with onnx.checker and against PyTorch (max abs difference in mm); the manifest (also
+stored as the ONNX metadata key `posecast`) names joints, edges, data and licences, metrics
+and training time.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from posecast import paths
+from posecast.skeleton import H36M17, H36M17_EDGES
+
+log = logging.getLogger(__name__)
+PARITY_LIMIT_MM = 0.1
+
+DATA_SOURCES = [
+    {"name": "Bandai Namco Research Motion Dataset 1 and 2", "use": "training and held-out validation",
+     "licence": "CC BY-NC 4.0", "citation": "Kobayashi et al., Motion Capture Dataset for Practical Use of AI-based "
+     "Motion Editing and Stylization, 2023, arXiv:2306.08861; Bandai Namco Research Inc."},
+    {"name": "CMU Graphics Lab Motion Capture Database (subjects 102, 131; cgspeed BVH)", "use": "training",
+     "licence": "CMU terms: free for research and products, not to be resold as data",
+     "citation": "The data used in this project was obtained from mocap.cs.cmu.edu. "
+                 "The database was created with funding from NSF EIA-0196217."},
+    {"name": "holosoma-retargeting 0.1.0 climbing demo mocap", "use": "cross-dataset validation only",
+     "licence": "Apache-2.0"},
+]
+LICENCE = ("Weights trained on the Bandai Namco Research Motion Dataset inherit its CC BY-NC 4.0 terms: "
+           "non-commercial use only, with attribution.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoint", nargs="?", type=Path, default=paths.ROOT / "runs" / "lifter" / "best.pt")
+    parser.add_argument("--out", type=Path, default=paths.LIFTER_ONNX)
+    parser.add_argument("--data", type=Path, help="prepared dataset for the manifest's metrics (default: cache)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from training.dataset import DatasetFiles
+    files = DatasetFiles(args.data) if args.data else DatasetFiles.default()
+    manifest = export(args.checkpoint, args.out, files)
+    print(json.dumps({k: manifest[k] for k in ("parity_max_abs_mm", "metrics", "training")}, indent=1))
+    return 0
+
+
+def export(checkpoint: Path, out: Path, files=None) -> dict:
+    import onnx
+    import torch
+
+    from training.evaluate import evaluate, summary, torch_predictor
+    from training.fit import load_checkpoint
+
+    net, ckpt = load_checkpoint(checkpoint)
+    net.eval()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    example = (torch.zeros(2, 17, 2), torch.ones(2, 17))
+    batch = torch.export.Dim("batch", min=1)
+    program = torch.onnx.export(net, example, dynamo=True, external_data=False,
+                                input_names=["keypoints", "confidence"], output_names=["joints3d"],
+                                dynamic_shapes={"keypoints": {0: batch}, "confidence": {0: batch}})
+    model = program.model_proto
+    onnx.checker.check_model(model, full_check=True)
+
+    metrics = None
+    if files is not None and files.stats.is_file():
+        metrics = summary(evaluate(torch_predictor(net), files))
+    manifest = {
+        "model": "posecast lifter (Martinez et al. 2017 residual MLP)",
+        "inputs": {"keypoints": "float32 [N,17,2] pixels, x right, y down, Human3.6M-17 order",
+                   "confidence": "float32 [N,17] in [0,1]; 0 = missing (coordinates ignored)"},
+        "outputs": {"joints3d": "float32 [N,17,3] mm, pelvis-relative, camera axes (x right, y down, z away)"},
+        "joints": list(H36M17), "edges": [list(e) for e in H36M17_EDGES],
+        "architecture": ckpt["model_options"],
+        "data": DATA_SOURCES, "licence": LICENCE,
+        "metrics": metrics, "metrics_note": "mean mm / degrees on validation sets built by `python -m training prepare`",
+        "training": {"epochs": ckpt["epoch"], "minutes": round(ckpt["train_seconds"] / 60, 1),
+                     "best_score_mm": round(float(ckpt["best_score"]), 1),
+                     "selection": "best epoch by climbing-set bone-corrected P-MPJPE (cross-dataset)",
+                     "options": ckpt["fit_options"]},
+    }
+    manifest["parity_max_abs_mm"] = _parity(model, net)
+    if manifest["parity_max_abs_mm"] >= PARITY_LIMIT_MM:
+        raise RuntimeError(f"ONNX and PyTorch differ by {manifest['parity_max_abs_mm']:.4f} mm")
+    entry = model.metadata_props.add()
+    entry.key, entry.value = "posecast", json.dumps(manifest)
+    onnx.save(model, out)
+    out.with_suffix(".json").write_text(json.dumps(manifest, indent=1) + "\n")
+    log.info("wrote %s (%.1f MB) and %s; parity %.5f mm", out, out.stat().st_size / 1e6,
+             out.with_suffix(".json").name, manifest["parity_max_abs_mm"])
+    return manifest
+
+
+def _parity(model, net) -> float:
+    """Max abs difference (mm) between onnxruntime and PyTorch on random poses with missing joints."""
+    import onnxruntime as ort
+    import torch
+
+    rng = np.random.default_rng(0)
+    kp = rng.uniform(0, 1280, (512, 17, 2)).astype(np.float32)
+    cf = (rng.random((512, 17)) > 0.2).astype(np.float32)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    got = session.run(["joints3d"], {"keypoints": kp, "confidence": cf})[0]
+    with torch.no_grad():
+        want = net(torch.from_numpy(kp), torch.from_numpy(cf)).numpy()
+    return float(np.abs(got - want).max())

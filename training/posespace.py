@@ -1,0 +1,179 @@
+"""Pose-space augmentation (issue 7): new plausible poses made on the joint rotations.
+
+Everything here edits local joint rotations and is re-run through forward kinematics, so bone
+lengths stay those of the rig. Rotations about world axes (hip and knee flexion, bending) are
+turned into local ones with L' = G_parent^T Q G_parent L. Signs, for a body with up U,
+forward F and left = U x F: a rotation by +a about `left` turns U towards F, so the thigh
+swings forward with -a, the shin folds back with +a and the trunk bends forward with +a.
+Whole-body tilts (lying, leaning) rotate the finished landmarks about the pelvis.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .bvh import forward_kinematics
+from .rigs import L, body_axes
+
+
+@dataclass
+class PoseAugment:
+    """Switches and strengths; every part can be turned off for the ablation."""
+    perturb: float = 0.5        # probability of joint-angle perturbation
+    recombine: float = 0.3      # probability of taking arms / legs from other frames
+    postures: float = 0.3       # probability of a posture: sit, crouch, bend, lift a knee
+    tilt: float = 0.15          # probability of a whole-body tilt beyond upright
+    bone_scale: float = 0.07    # per-bone length variation (fraction)
+    body_scale: tuple[float, float] = (0.85, 1.12)
+    # Perturbation standard deviations (degrees), clipped at 2.5 sigma.
+    sigma_deg: dict[str, float] = field(default_factory=lambda: {
+        "spine": 8.0, "neck": 12.0, "hip": 18.0, "shoulder": 25.0, "elbow": 15.0, "knee": 12.0})
+
+    @classmethod
+    def off(cls) -> "PoseAugment":
+        return cls(perturb=0.0, recombine=0.0, postures=0.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0))
+
+
+@dataclass
+class RigParts:
+    """Which joints of a rig play which role, found from its landmark joints."""
+    parents: np.ndarray
+    landmarks: np.ndarray        # [14] joint index of each landmark
+    head: int
+    spine: list[int]             # joints from above the pelvis up to the neck base
+    neck: list[int]
+    legs: np.ndarray             # joint indices of both legs (thigh roots and below)
+    arms: np.ndarray             # joint indices of both arms (clavicles and below)
+
+    @classmethod
+    def of(cls, parents: np.ndarray, landmarks: np.ndarray) -> "RigParts":
+        def chain(j: int) -> list[int]:
+            out = []
+            while j >= 0:
+                out.append(j)
+                j = int(parents[j])
+            return out[::-1]
+
+        def subtree(root: int) -> list[int]:
+            keep = [root]
+            for j in range(root + 1, len(parents)):
+                if parents[j] in keep:
+                    keep.append(j)
+            return keep
+
+        lm = {name: int(landmarks[i]) for name, i in L.items()}
+        pelvis = int(parents[lm["l_hip"]])
+        to_neck = chain(lm["neck"])
+        spine = to_neck[to_neck.index(pelvis) + 1:] if pelvis in to_neck else to_neck[1:]
+        neck = chain(lm["head"])[len(to_neck) - 1:]
+        legs = subtree(lm["l_hip"]) + subtree(lm["r_hip"])
+        arms = subtree(int(parents[lm["l_shoulder"]])) + subtree(int(parents[lm["r_shoulder"]]))
+        return cls(parents, landmarks, lm["head"], spine[:-1] or spine, neck,
+                   np.array(legs), np.array(arms))
+
+
+def rodrigues(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """Rotations [B,3,3] by angle [B] about unit axes [B,3]."""
+    k = np.zeros(axis.shape[:-1] + (3, 3))
+    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -axis[..., 2], axis[..., 1], -axis[..., 0]
+    k = k - np.swapaxes(k, -1, -2)
+    s, c = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
+    return np.eye(3) + s * k + (1 - c) * k @ k
+
+
+def random_rotations(n: int, sigma_rad: float, rng: np.random.Generator) -> np.ndarray:
+    axis = rng.normal(size=(n, 3))
+    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    angle = np.clip(rng.normal(0, sigma_rad, n), -2.5 * sigma_rad, 2.5 * sigma_rad)
+    return rodrigues(axis, angle)
+
+
+def _world_turn(rot: np.ndarray, glob: np.ndarray, parents: np.ndarray, joint: int,
+                q: np.ndarray, mask: np.ndarray) -> None:
+    """Turn joint's subtree by world rotations q [B,3,3] where mask, in place on rot."""
+    gp = glob[:, parents[joint]]
+    new = np.swapaxes(gp, -1, -2) @ q @ gp @ rot[:, joint]
+    rot[mask, joint] = new[mask]
+
+
+def augment_rotations(rot: np.ndarray, trans: np.ndarray, parts: RigParts, opts: PoseAugment,
+                      rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Local rotations [B,J,3,3] and offsets [B,J,3] of one rig -> augmented copies."""
+    b = len(rot)
+    rot, trans = rot.copy(), trans.copy()
+    lm = {name: int(parts.landmarks[i]) for name, i in L.items()}
+
+    if opts.recombine > 0:
+        for group in (parts.legs, parts.arms):
+            pick = rng.random(b) < opts.recombine
+            donor = rng.integers(b, size=b)
+            rot[np.ix_(pick, group)] = rot[np.ix_(donor[pick], group)]
+
+    if opts.perturb > 0:
+        sig = {k: np.radians(v) for k, v in opts.sigma_deg.items()}
+        groups = [(parts.spine, sig["spine"]), (parts.neck, sig["neck"]),
+                  ([lm["l_hip"], lm["r_hip"]], sig["hip"]),
+                  ([lm["l_shoulder"], lm["r_shoulder"]], sig["shoulder"]),
+                  ([lm["l_elbow"], lm["r_elbow"]], sig["elbow"]),
+                  ([lm["l_knee"], lm["r_knee"]], sig["knee"])]
+        pick = rng.random(b) < opts.perturb
+        for joints, s in groups:
+            for j in joints:
+                rot[pick, j] = rot[pick, j] @ random_rotations(int(pick.sum()), s, rng)
+
+    if opts.postures > 0:
+        _postures(rot, trans, parts, lm, opts.postures, rng)
+
+    if opts.bone_scale > 0 or opts.body_scale != (1.0, 1.0):
+        scale = rng.uniform(*opts.body_scale, size=(b, 1, 1))
+        scale = scale * rng.uniform(1 - opts.bone_scale, 1 + opts.bone_scale, size=(b, trans.shape[1], 1))
+        trans *= scale
+    return rot, trans
+
+
+def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str, int],
+              prob: float, rng: np.random.Generator) -> None:
+    """Sitting, crouching, bending and knee lifts: flexions about the body's left axis."""
+    b = len(rot)
+    pos, glob = forward_kinematics(parts.parents, rot, trans)
+    up, forward, left = body_axes(pos[:, parts.landmarks])
+    kind = np.where(rng.random(b) < prob, rng.integers(1, 5, b), 0)  # 0 none, 1 sit, 2 crouch, 3 bend, 4 knee
+    deg = np.radians
+    hip = np.zeros((b, 2))
+    knee = np.zeros((b, 2))
+    bend = np.zeros(b)
+    sit, crouch, bends, lift = (kind == 1), (kind == 2), (kind == 3), (kind == 4)
+    hip[sit] = rng.uniform(deg(60), deg(100), (sit.sum(), 1)) + rng.normal(0, deg(8), (sit.sum(), 2))
+    knee[sit] = rng.uniform(deg(60), deg(110), (sit.sum(), 1)) + rng.normal(0, deg(8), (sit.sum(), 2))
+    hip[crouch] = rng.uniform(deg(80), deg(125), (crouch.sum(), 1)) + rng.normal(0, deg(6), (crouch.sum(), 2))
+    knee[crouch] = rng.uniform(deg(100), deg(140), (crouch.sum(), 1)) + rng.normal(0, deg(6), (crouch.sum(), 2))
+    bend[crouch] = rng.uniform(deg(10), deg(45), crouch.sum())
+    bend[bends] = rng.uniform(deg(15), deg(80), bends.sum())
+    side = rng.integers(2, size=lift.sum())
+    hip[lift, side] = rng.uniform(deg(30), deg(110), lift.sum())
+    knee[lift, side] = rng.uniform(deg(20), deg(120), lift.sum())
+
+    for k, (h, kn) in enumerate(((lm["l_hip"], lm["l_knee"]), (lm["r_hip"], lm["r_knee"]))):
+        q_hip = rodrigues(left, -hip[:, k])
+        _world_turn(rot, glob, parts.parents, h, q_hip, hip[:, k] != 0)
+        # The thigh's new world frame, then fold the shin about the same axis.
+        g_thigh = glob.copy()
+        g_thigh[:, h] = q_hip @ glob[:, h]
+        _world_turn(rot, g_thigh, parts.parents, kn, rodrigues(left, knee[:, k]), knee[:, k] != 0)
+    if parts.spine:
+        _world_turn(rot, glob, parts.parents, parts.spine[0], rodrigues(left, bend), bend != 0)
+
+
+def tilt_bodies(points: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:
+    """Rotate whole bodies [B,K,3] (pelvis-centred) about a random horizontal axis: lying, leaning."""
+    b = len(points)
+    pick = rng.random(b) < prob
+    if not pick.any():
+        return points
+    heading = rng.uniform(0, 2 * np.pi, pick.sum())
+    axis = np.stack([np.cos(heading), np.zeros_like(heading), np.sin(heading)], 1)
+    angle = rng.uniform(np.radians(20), np.radians(95), pick.sum())
+    out = points.copy()
+    out[pick] = np.einsum("bij,bkj->bki", rodrigues(axis, angle), points[pick])
+    return out

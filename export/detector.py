@@ -100,7 +100,7 @@ def convert_cmu_file(path: Path) -> tuple[onnx.ModelProto, dict]:
     return convert_file(path, {"source": source, **LAYOUT}), source
 
 
-def check(model_path: Path, size: tuple[int, int] = (256, 320)) -> None:
+def check(model_path: Path, size: tuple[int, int] = (64, 96)) -> None:
     """Run the ONNX once: it must load and give the documented shapes."""
     import onnxruntime as ort
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])

@@ -1,8 +1,7 @@
 """Read a frozen TensorFlow GraphDef (.pb) with protobuf alone, no TensorFlow.
 
-The message classes are built at import time from a hand-written descriptor that declares only the
-fields a frozen inference graph needs. Field numbers are TensorFlow's (graph.proto, node_def.proto,
-attr_value.proto, tensor.proto, tensor_shape.proto); unknown fields are skipped by protobuf.
+The message classes declare only the fields a frozen inference graph needs (see protobuf_subset), with
+TensorFlow's field numbers (graph.proto, node_def.proto, attr_value.proto, tensor.proto, tensor_shape.proto).
 """
 from __future__ import annotations
 
@@ -11,74 +10,55 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-_F = descriptor_pb2.FieldDescriptorProto
-_OPTIONAL, _REPEATED = _F.LABEL_OPTIONAL, _F.LABEL_REPEATED
+from .protobuf_subset import OPTIONAL, REPEATED, F, Field, message_classes
 
-# message name -> [(field name, number, type, label, message type name or None)]
-_MESSAGES: dict[str, list[tuple[str, int, int, int, str | None]]] = {
-    "Dim": [("size", 1, _F.TYPE_INT64, _OPTIONAL, None), ("name", 2, _F.TYPE_STRING, _OPTIONAL, None)],
-    "TensorShapeProto": [("dim", 2, _F.TYPE_MESSAGE, _REPEATED, "Dim"),
-                         ("unknown_rank", 3, _F.TYPE_BOOL, _OPTIONAL, None)],
+_MESSAGES: dict[str, list[Field]] = {
+    "Dim": [("size", 1, F.TYPE_INT64, OPTIONAL, None), ("name", 2, F.TYPE_STRING, OPTIONAL, None)],
+    "TensorShapeProto": [("dim", 2, F.TYPE_MESSAGE, REPEATED, "Dim"),
+                         ("unknown_rank", 3, F.TYPE_BOOL, OPTIONAL, None)],
     "TensorProto": [
-        ("dtype", 1, _F.TYPE_INT32, _OPTIONAL, None),
-        ("tensor_shape", 2, _F.TYPE_MESSAGE, _OPTIONAL, "TensorShapeProto"),
-        ("tensor_content", 4, _F.TYPE_BYTES, _OPTIONAL, None),
-        ("float_val", 5, _F.TYPE_FLOAT, _REPEATED, None),
-        ("int_val", 7, _F.TYPE_INT32, _REPEATED, None),
-        ("int64_val", 10, _F.TYPE_INT64, _REPEATED, None),
+        ("dtype", 1, F.TYPE_INT32, OPTIONAL, None),
+        ("tensor_shape", 2, F.TYPE_MESSAGE, OPTIONAL, "TensorShapeProto"),
+        ("tensor_content", 4, F.TYPE_BYTES, OPTIONAL, None),
+        ("float_val", 5, F.TYPE_FLOAT, REPEATED, None),
+        ("int_val", 7, F.TYPE_INT32, REPEATED, None),
+        ("int64_val", 10, F.TYPE_INT64, REPEATED, None),
     ],
     "ListValue": [
-        ("s", 2, _F.TYPE_BYTES, _REPEATED, None),
-        ("i", 3, _F.TYPE_INT64, _REPEATED, None),
-        ("f", 4, _F.TYPE_FLOAT, _REPEATED, None),
-        ("b", 5, _F.TYPE_BOOL, _REPEATED, None),
-        ("type", 6, _F.TYPE_INT32, _REPEATED, None),
+        ("s", 2, F.TYPE_BYTES, REPEATED, None),
+        ("i", 3, F.TYPE_INT64, REPEATED, None),
+        ("f", 4, F.TYPE_FLOAT, REPEATED, None),
+        ("b", 5, F.TYPE_BOOL, REPEATED, None),
+        ("type", 6, F.TYPE_INT32, REPEATED, None),
     ],
     "AttrValue": [
-        ("list", 1, _F.TYPE_MESSAGE, _OPTIONAL, "ListValue"),
-        ("s", 2, _F.TYPE_BYTES, _OPTIONAL, None),
-        ("i", 3, _F.TYPE_INT64, _OPTIONAL, None),
-        ("f", 4, _F.TYPE_FLOAT, _OPTIONAL, None),
-        ("b", 5, _F.TYPE_BOOL, _OPTIONAL, None),
-        ("type", 6, _F.TYPE_INT32, _OPTIONAL, None),
-        ("shape", 7, _F.TYPE_MESSAGE, _OPTIONAL, "TensorShapeProto"),
-        ("tensor", 8, _F.TYPE_MESSAGE, _OPTIONAL, "TensorProto"),
+        ("list", 1, F.TYPE_MESSAGE, OPTIONAL, "ListValue"),
+        ("s", 2, F.TYPE_BYTES, OPTIONAL, None),
+        ("i", 3, F.TYPE_INT64, OPTIONAL, None),
+        ("f", 4, F.TYPE_FLOAT, OPTIONAL, None),
+        ("b", 5, F.TYPE_BOOL, OPTIONAL, None),
+        ("type", 6, F.TYPE_INT32, OPTIONAL, None),
+        ("shape", 7, F.TYPE_MESSAGE, OPTIONAL, "TensorShapeProto"),
+        ("tensor", 8, F.TYPE_MESSAGE, OPTIONAL, "TensorProto"),
     ],
     # map<string, AttrValue> is wire-identical to a repeated key/value message.
-    "AttrEntry": [("key", 1, _F.TYPE_STRING, _OPTIONAL, None),
-                  ("value", 2, _F.TYPE_MESSAGE, _OPTIONAL, "AttrValue")],
+    "AttrEntry": [("key", 1, F.TYPE_STRING, OPTIONAL, None),
+                  ("value", 2, F.TYPE_MESSAGE, OPTIONAL, "AttrValue")],
     "NodeDef": [
-        ("name", 1, _F.TYPE_STRING, _OPTIONAL, None),
-        ("op", 2, _F.TYPE_STRING, _OPTIONAL, None),
-        ("input", 3, _F.TYPE_STRING, _REPEATED, None),
-        ("attr", 5, _F.TYPE_MESSAGE, _REPEATED, "AttrEntry"),
+        ("name", 1, F.TYPE_STRING, OPTIONAL, None),
+        ("op", 2, F.TYPE_STRING, OPTIONAL, None),
+        ("input", 3, F.TYPE_STRING, REPEATED, None),
+        ("attr", 5, F.TYPE_MESSAGE, REPEATED, "AttrEntry"),
     ],
-    "GraphDef": [("node", 1, _F.TYPE_MESSAGE, _REPEATED, "NodeDef")],
+    "GraphDef": [("node", 1, F.TYPE_MESSAGE, REPEATED, "NodeDef")],
 }
 _PACKAGE = "posecast_tf_subset"
 # TensorFlow DataType enum values -> numpy
 _DTYPES = {1: np.float32, 2: np.float64, 3: np.int32, 4: np.uint8, 9: np.int64, 10: np.bool_}
 
 
-def _build_classes() -> dict[str, type]:
-    file = descriptor_pb2.FileDescriptorProto(name=f"{_PACKAGE}.proto", package=_PACKAGE, syntax="proto2")
-    for name, fields in _MESSAGES.items():
-        msg = file.message_type.add(name=name)
-        for fname, number, ftype, label, type_name in fields:
-            f = msg.field.add(name=fname, number=number, type=ftype, label=label)
-            if type_name:
-                f.type_name = f".{_PACKAGE}.{type_name}"
-            if label == _REPEATED and ftype not in (_F.TYPE_MESSAGE, _F.TYPE_STRING, _F.TYPE_BYTES):
-                f.options.packed = True
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(file)
-    return {name: message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{_PACKAGE}.{name}"))
-            for name in _MESSAGES}
-
-
-_CLASSES = _build_classes()
+_CLASSES = message_classes(_PACKAGE, _MESSAGES)
 
 
 @dataclass

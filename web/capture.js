@@ -4,6 +4,7 @@
 import { draw as drawTag } from "./frametag.js";
 
 const KEEP_TAGS = 600; // draw times remembered: 20 s at 30 fps, far beyond any useful latency
+const KEPT_FRAMES = 48; // sent frames kept (at half size) for the pipeline view: 1.6 s at 30 fps
 
 /** A camera failure, classified for the status line: "camera-denied" | "no-camera" | "camera-error". */
 export class CameraError extends Error {
@@ -55,6 +56,13 @@ export class TaggedSource {
     this.nextId = 0;
     this.drawTimes = new Map();
     this.framesDrawn = 0;
+    // Recent sent frames at half size, so the pipeline view draws a pose over the very frame it came from.
+    this.kept = Array.from({ length: KEPT_FRAMES }, () => ({ tag: -1, canvas: null }));
+  }
+
+  /** The kept frame with this tag (a half-size canvas), or null. */
+  frame(tag) {
+    return this.kept.find((slot) => slot.tag === tag)?.canvas ?? null;
   }
 
   /** Start copying frames; one per camera frame where the browser says when they come. */
@@ -79,9 +87,21 @@ export class TaggedSource {
       const tag = drawTag(ctx, canvas.width, this.nextId++, this.layout);
       this.drawTimes.set(tag, performance.now());
       this.drawTimes.delete((tag - KEEP_TAGS + 2 ** this.layout.bits) % 2 ** this.layout.bits);
+      this.keep(tag);
     }
     this.track.requestFrame?.();
     this.framesDrawn++;
+  }
+
+  keep(tag) {
+    const slot = this.kept[tag % KEPT_FRAMES];
+    const w = this.canvas.width >> 1;
+    const h = this.canvas.height >> 1;
+    if (!slot.canvas || slot.canvas.width !== w || slot.canvas.height !== h) {
+      slot.canvas = Object.assign(document.createElement("canvas"), { width: w, height: h });
+    }
+    slot.canvas.getContext("2d").drawImage(this.canvas, 0, 0, w, h);
+    slot.tag = tag;
   }
 
   /** When the frame with this tag was drawn (performance.now() ms), once; undefined if unknown. */

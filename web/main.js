@@ -25,6 +25,7 @@ let poseDrawTime = null; // when the latest pose's frame was drawn (performance.
 let failures = 0; // sessions in a row that ended before the server said hello
 let busyMessage = null; // the server's too_many_peers message, shown when it closes the session
 let personSeen = -Infinity; // performance.now() of the last pose with a person in it
+let source = null; // the camera's TaggedSource once the camera is open
 
 function setState(name, details = {}) {
   const text = STATES[name](details);
@@ -36,7 +37,7 @@ function setState(name, details = {}) {
   document.body.dataset.state = name;
 }
 
-function session(source) {
+function session() {
   let hadHello = false;
   setState("connecting");
   connect(serverUrl(), source.track, {
@@ -79,7 +80,7 @@ function session(source) {
       if (code === 1013) setState("server-busy", { retry, error: busyMessage ?? "too many viewers." });
       else setState(opened ? "server-lost" : "server-unreachable", { retry });
       busyMessage = null;
-      setTimeout(() => session(source), retry * 1000);
+      setTimeout(session, retry * 1000);
     },
   });
 }
@@ -90,8 +91,8 @@ function render(now, last) {
     stats.latency(performance.now() - poseDrawTime);
     poseDrawTime = null;
   }
-  if (document.body.classList.contains("pipeline")) drawPipeline(panels, video, pose, skeleton);
-  else drawOverlay($("overlay"), video, pose, skeleton);
+  if (!document.body.classList.contains("pipeline")) drawOverlay($("overlay"), video, pose, skeleton);
+  else drawPipeline(panels, (pose?.tagged && source?.frame(pose.frame)) || video, pose, skeleton);
   requestAnimationFrame((t) => render(t, now));
 }
 
@@ -139,9 +140,9 @@ async function main() {
   });
   video.srcObject = stream;
   await video.play().catch(() => {}); // autoplay of a muted stream is allowed; this only hurries it
-  const source = new TaggedSource(video);
+  source = new TaggedSource(video);
   source.start();
-  session(source);
+  session();
 }
 
 // Read-only hook for tests and the curious: window.posecast.stats, .joints() (world metres, null = hidden).

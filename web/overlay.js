@@ -61,20 +61,23 @@ export function drawOverlay(canvas, video, pose, skeleton) {
 const PANEL_HEIGHT = 360; // canvas pixels; CSS scales the panels to fit
 
 /**
- * The pipeline panels: the detector's input crop from the live video (the pose's `crop`, frame
- * pixels), the main person's COCO-18 keypoints on it, and the converted 17 joints on it.
+ * The pipeline panels: the detector's input crop (the pose's `crop`, frame pixels) cut from `image`
+ * (the sent frame the pose came from, else the live video), the main person's COCO-18 keypoints on
+ * it, and the converted 17 joints on it.
  */
-export function drawPipeline({ crop, coco, h36m }, video, pose, skeleton) {
+export function drawPipeline({ crop, coco, h36m }, image, pose, skeleton) {
   const panels = [crop, coco, h36m];
-  if (!pose || !skeleton || !video.videoWidth) {
+  const imageWidth = image.videoWidth ?? image.width;
+  const imageHeight = image.videoHeight ?? image.height;
+  if (!pose || !skeleton || !imageWidth) {
     for (const c of panels) c.getContext("2d").clearRect(0, 0, c.width, c.height);
     return;
   }
   const [fw, fh] = pose.frame_size;
   const [x0, y0, x1, y1] = pose.crop ?? [0, 0, fw, fh];
   const width = Math.max(1, Math.round((PANEL_HEIGHT * (x1 - x0)) / Math.max(1, y1 - y0)));
-  const vx = video.videoWidth / fw;
-  const vy = video.videoHeight / fh;
+  const vx = imageWidth / fw;
+  const vy = imageHeight / fh;
   const toCanvas = ([x, y]) => [((x - x0) * width) / (x1 - x0), ((y - y0) * PANEL_HEIGHT) / (y1 - y0)];
   const person = pose.people[0];
   for (const c of panels) {
@@ -83,7 +86,7 @@ export function drawPipeline({ crop, coco, h36m }, video, pose, skeleton) {
       c.height = PANEL_HEIGHT;
     }
     const ctx = c.getContext("2d");
-    ctx.drawImage(video, x0 * vx, y0 * vy, (x1 - x0) * vx, (y1 - y0) * vy, 0, 0, width, PANEL_HEIGHT);
+    ctx.drawImage(image, x0 * vx, y0 * vy, (x1 - x0) * vx, (y1 - y0) * vy, 0, 0, width, PANEL_HEIGHT);
     if (c !== crop) {
       ctx.fillStyle = "rgba(17,24,39,0.45)"; // dim the photo so the keypoints stand out
       ctx.fillRect(0, 0, width, PANEL_HEIGHT);

@@ -10,6 +10,7 @@ const DEFAULT_PELVIS_HEIGHT = 0.95; // metres above the grid until both feet hav
 const JOINT_RADIUS = 0.028;
 const BONE_RADIUS = 0.016;
 const UP = new THREE.Vector3(0, 1, 0);
+const STILL_M = 1e-4; // easing steps below this are not worth a redraw
 
 /** Camera axes (mm, y down, z away) -> three.js world (m, y up, towards the viewer). */
 function toWorld([x, y, z]) {
@@ -24,6 +25,7 @@ export class View3D {
     this.lift = DEFAULT_PELVIS_HEIGHT; // pelvis height above the grid, eased like the joints
     this.liftTarget = DEFAULT_PELVIS_HEIGHT;
     this.fresh = false; // a pose arrived since the last frame drawn
+    this.dirty = true; // something changed since the last render: draw only then, to spare the CPU
     this.scene = new THREE.Scene();
     this.scene.background = new THREE.Color(0x111827);
     this.scene.add(new THREE.HemisphereLight(0xffffff, 0x334155, 2.2));
@@ -51,6 +53,7 @@ export class View3D {
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
     this.controls.target.set(0, 0.9, 0);
     this.controls.enableDamping = true;
+    this.controls.addEventListener("change", () => { this.dirty = true; });
     this.controls.update();
     new ResizeObserver(() => this.resize()).observe(container);
     this.resize();
@@ -62,6 +65,7 @@ export class View3D {
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();
     this.renderer.setSize(w, h, false);
+    this.dirty = true;
   }
 
   /** Build joints and bones from a layout of the hello message (skeleton.h36m17). */
@@ -83,11 +87,13 @@ export class View3D {
       this.skeleton.add(mesh);
       return { mesh, a, b };
     });
+    this.dirty = true;
   }
 
   /** The next pose to ease towards: joints3d [17][3] mm and confidence [17], or null when nobody is in view. */
   setPose(joints3d, confidence) {
     this.fresh = true;
+    this.dirty = true;
     if (!joints3d) {
       for (const j of this.joints) j.target = null;
       return;
@@ -106,6 +112,7 @@ export class View3D {
   /** Ease towards the targets by dt seconds and draw. Returns whether this frame shows a new pose. */
   update(dt) {
     const k = 1 - Math.exp(-dt / EASE_SECONDS);
+    let step = Math.abs(this.liftTarget - this.lift) * k;
     this.lift += (this.liftTarget - this.lift) * k;
     for (const j of this.joints) {
       if (!j.target) {
@@ -114,7 +121,10 @@ export class View3D {
       }
       // A joint that reappears starts at its new place: easing from a stale spot (or the origin) would fly it in.
       if (!j.mesh.visible) j.shown.copy(j.target);
-      else j.shown.lerp(j.target, k);
+      else {
+        step = Math.max(step, j.shown.distanceTo(j.target) * k);
+        j.shown.lerp(j.target, k);
+      }
       j.mesh.visible = true;
       j.mesh.position.set(j.shown.x, j.shown.y + this.lift, j.shown.z);
       j.mesh.material.opacity = Math.min(1, 0.3 + j.confidence);
@@ -134,8 +144,9 @@ export class View3D {
     const fresh = this.fresh;
     this.fresh = false;
     if (this.renderer) {
-      this.controls.update();
-      this.renderer.render(this.scene, this.camera);
+      this.controls.update(); // fires "change" while damping carries on
+      if (this.dirty || step > STILL_M) this.renderer.render(this.scene, this.camera);
+      this.dirty = false;
     }
     return fresh;
   }

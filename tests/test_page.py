@@ -11,11 +11,13 @@ import math
 import re
 import time
 
+import numpy as np
 import pytest
 
 from conftest import shared_path
 from page_browser import ARTIFACTS, open_page
 from page_servers import RunningServer, blank_video, real_server, static_site
+from posecast import frametag
 
 log = logging.getLogger(__name__)
 
@@ -122,3 +124,24 @@ def test_server_unreachable_retries(clip, tmp_path):
         while site.websocket_attempts < 3 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert site.websocket_attempts >= 3, "the page should keep retrying the server"
+
+
+def test_frame_tags_drawn_by_the_page_read_in_python(tmp_path):
+    """web/frametag.js and posecast/frametag.py agree, ids wrapping at 2**16 included."""
+    ids = [0, 1, 2, 51234, 65535, 70000]
+    layout = {"bits": frametag.BITS, "cells": frametag.CELLS, "cells_per_width": frametag.CELLS_PER_WIDTH}
+    with static_site() as site, open_page(site.url, tmp_path, camera="none", local_three=True) as page:
+        strips = page.evaluate("""async ([ids, layout]) => {
+            const { draw, cellSize } = await import("/frametag.js");
+            const canvas = Object.assign(document.createElement("canvas"), { width: 640, height: 480 });
+            const ctx = canvas.getContext("2d");
+            return ids.map((id) => {
+                ctx.fillStyle = "#808080";
+                ctx.fillRect(0, 0, 640, 480);
+                draw(ctx, 640, id, layout);
+                return Array.from(ctx.getImageData(0, 0, 640, cellSize(640, layout)).data);
+            });
+        }""", [ids, layout])
+    for tag_id, strip in zip(ids, strips):
+        rgb = np.array(strip, np.uint8).reshape(-1, 640, 4)[..., :3]
+        assert frametag.read(rgb) == tag_id % 2**frametag.BITS

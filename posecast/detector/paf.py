@@ -1,8 +1,8 @@
 """Part-affinity-field decoding: score candidate limbs by line integrals, then group greedily into people.
 
-This is OpenPose's bottom-up association (Cao et al. 2017): for every limb type, all candidate pairs are
-scored at once in numpy (all limb types in one batch); the greedy matching and the assembly into people are
-small Python loops over the few accepted connections.
+This is OpenPose's bottom-up association (Cao et al. 2017): every candidate pair of every limb type is
+scored in one numpy batch; the greedy matching and the assembly into people are small Python loops over
+the few accepted connections.
 """
 from __future__ import annotations
 

@@ -16,6 +16,7 @@ import numpy as np
 import onnxruntime as ort
 
 from posecast import paths
+from posecast.detector import Detector, DetectorOptions
 from posecast.lifter import Lifter
 from posecast.runtime import Device, create_session, provider_name
 from posecast.skeleton import coco18_to_h36m17
@@ -83,11 +84,8 @@ class PoseEstimator:
         self.provider = provider_name(self.session)
         # The lifter follows the detector: both on CUDA or both on the CPU.
         self.lifter = Lifter(options.lifter_path, "cuda" if self.provider == "CUDA" else "cpu", threads=options.threads)
-        from posecast.detector import Detector, DetectorOptions  # built alongside this module
-
         self._detector_options = DetectorOptions(model_path=options.detector_path, input_height=options.input_height,
                                                  device=options.device, threads=options.threads)
-        self._Detector = Detector
         self.models = {"detector": {**model_summary(self.session, options.detector_path),
                                     "input_height": options.input_height},
                        "lifter": model_summary(self.lifter.session, options.lifter_path)}
@@ -102,14 +100,14 @@ class PoseEstimator:
         log.info("models ready on %s (warm-up %.0f ms)", self.provider, (time.perf_counter() - t0) * 1e3)
 
     def new_stream(self) -> PoseStream:
-        return PoseStream(self._Detector(self._detector_options, session=self.session), self.lifter,
+        return PoseStream(Detector(self._detector_options, session=self.session), self.lifter,
                           TrackSmoother(self.options.smoothing) if self.options.smoothing else None)
 
 
 class PoseStream:
     """The per-stream part: the detector's person tracking and the smoothing filters."""
 
-    def __init__(self, detector, lifter: Lifter, smoother: TrackSmoother | None) -> None:
+    def __init__(self, detector: Detector, lifter: Lifter, smoother: TrackSmoother | None) -> None:
         self.detector = detector
         self.lifter = lifter
         self.smoother = smoother

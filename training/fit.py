@@ -45,7 +45,7 @@ class FitOptions:
     lr_final: float = 5e-5
     seed: int = 0
     threads: int | None = None
-    minutes: float | None = None      # stop (resumably) after this much training time
+    minutes: float | None = None      # time budget: the schedule ends at epochs or minutes, whichever first
     eval_limit: int = 3000            # validation samples per set scored each epoch
     disable: tuple[str, ...] = ()     # augmentations switched off (ablation)
 
@@ -73,7 +73,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr-final", type=float, default=d.lr_final)
     parser.add_argument("--seed", type=int, default=d.seed)
     parser.add_argument("--threads", type=int, help="torch CPU threads (default: all)")
-    parser.add_argument("--minutes", type=float, help="stop after this much training time (resume later)")
+    parser.add_argument("--minutes", type=float,
+                        help="time budget: the learning rate decays over it and training stops at its end")
     parser.add_argument("--eval-limit", type=int, default=d.eval_limit)
     parser.add_argument("--disable", nargs="*", default=[], choices=AUGMENTS,
                         help="switch pose-space augmentations off (ablation)")
@@ -111,7 +112,6 @@ def fit(opts: FitOptions) -> dict:
     net = LifterNet(stats, opts.model)
     optimiser = torch.optim.Adam(net.parameters(), lr=opts.lr)
     steps_per_epoch = math.ceil(opts.samples_per_epoch / opts.batch)
-    decay = (opts.lr_final / opts.lr) ** (1 / max(1, opts.epochs * steps_per_epoch))
     state = {"epoch": 0, "history": [], "best_score": math.inf, "train_seconds": 0.0}
     last = opts.out / "last.pt"
     if last.is_file():
@@ -135,7 +135,7 @@ def fit(opts: FitOptions) -> dict:
         for i in bar:
             step = (epoch - 1) * steps_per_epoch + i // opts.batch
             for group in optimiser.param_groups:
-                group["lr"] = opts.lr * decay ** step
+                group["lr"] = opts.lr * (opts.lr_final / opts.lr) ** _progress(opts, step, started)
             sl = slice(i, i + opts.batch)
             if len(kp[sl]) < 2:  # batch norm needs two samples
                 continue
@@ -170,10 +170,19 @@ def fit(opts: FitOptions) -> dict:
         log.info("epoch %d: train MPJPE %.1f mm, %s, score %.1f%s (%.1f min)", epoch, record["train_mpjpe"],
                  _brief(rows), score, " (best)" if better else "", record["minutes"])
         plot_curve(state["history"], opts.out / "curve.png")
-        if opts.minutes and state["train_seconds"] > opts.minutes * 60:
-            log.info("time budget of %.0f min reached after epoch %d; rerun to resume", opts.minutes, epoch)
+        if opts.minutes and state["train_seconds"] >= opts.minutes * 60:
+            log.info("time budget of %.0f min used up after epoch %d", opts.minutes, epoch)
             break
     return ckpt if state["history"] else {}
+
+
+def _progress(opts: FitOptions, step: int, started: float) -> float:
+    """How far through the schedule, 0..1: by steps, or by time when a budget is set (so a
+    slower, shared machine still ends on a decayed learning rate)."""
+    done = step / max(1, opts.epochs * math.ceil(opts.samples_per_epoch / opts.batch))
+    if opts.minutes:
+        done = max(done, (time.monotonic() - started) / (opts.minutes * 60))
+    return min(done, 1.0)
 
 
 def _brief(rows: list[dict]) -> dict:

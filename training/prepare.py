@@ -36,6 +36,7 @@ class PrepareOptions:
     cmu_stride: int = 2      # CMU is 120 fps; a small set, so keep more of it
     climb_stride: int = 8    # the climbing set is about 120 fps
     val_stride: int = 3      # of the kept validation frames, use every 3rd as fixed samples
+    stats_samples: int = 50_000
     seed: int = 0
 
 
@@ -106,7 +107,7 @@ def prepare(opts: PrepareOptions) -> DatasetFiles:
                  joints3d=samples.joints3d, actions=actions)
         log.info("validation set %s: %d samples", name, len(samples))
 
-    train = sample_training(files.load_motion(), 50_000, np.random.default_rng(opts.seed + 1), SampleOptions())
+    train = sample_training(files.load_motion(), opts.stats_samples, np.random.default_rng(opts.seed + 1), SampleOptions())
     stats = statistics(train)
     files.stats.write_text(json.dumps({**stats, "split": split, "options": {
         k: str(v) for k, v in asdict(opts).items()}}, indent=1))

@@ -1,0 +1,111 @@
+"""The ONNX contract of the committed weights/lifter.onnx (what the server and outside checks rely on)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from conftest import model_path, shared_path
+from posecast import paths
+from posecast.lifter import Lifter
+from posecast.skeleton import H, H36M17, H36M17_EDGES, H36M17_LIMBS
+from training.body import head_frame_from_body
+from training.data import SampleOptions, Samples, from_landmarks, synthesize
+from training.metrics import p_mpjpe
+from training.sources import load_bvh_folder, load_climb
+
+from synthetic_bvh import write_bvh
+
+BUILD = "python -m training prepare && python -m training fit && python -m export lifter"
+
+
+@pytest.fixture(scope="module")
+def lifter() -> Lifter:
+    return Lifter(model_path(paths.LIFTER_ONNX, BUILD), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def walking(tmp_path_factory) -> Samples:
+    """Clean 2D/3D pairs of a synthetic walker (no ../shared needed)."""
+    folder = tmp_path_factory.mktemp("walker")
+    write_bvh(folder / "walker.bvh", 30, np.random.default_rng(2))
+    motion = load_bvh_folder([folder / "walker.bvh"], stride=1)["bandai"]
+    return synthesize(motion, np.arange(30), np.random.default_rng(0), SampleOptions.evaluation())
+
+
+def test_names_shapes_and_dynamic_batch(lifter: Lifter, walking: Samples):
+    model = onnx.load(paths.LIFTER_ONNX)
+    onnx.checker.check_model(model)
+    inputs = {i.name: i for i in lifter.session.get_inputs()}
+    assert list(inputs) == ["keypoints", "confidence"]
+    assert inputs["keypoints"].type == inputs["confidence"].type == "tensor(float)"
+    assert inputs["keypoints"].shape[1:] == [17, 2] and inputs["confidence"].shape[1:] == [17]
+    (output,) = lifter.session.get_outputs()
+    assert output.name == "joints3d" and output.shape[1:] == [17, 3]
+    for n in (1, 7, 30):
+        out = lifter(walking.keypoints[:n], walking.confidence[:n])
+        assert out.shape == (n, 17, 3) and out.dtype == np.float32
+    assert lifter(np.zeros((0, 17, 2)), np.zeros((0, 17))).shape == (0, 17, 3)
+
+
+def test_pelvis_is_zero_and_translation_scale_do_not_matter(lifter: Lifter, walking: Samples):
+    base = lifter(walking.keypoints, walking.confidence)
+    assert np.all(base[:, H["pelvis"]] == 0)
+    moved = lifter(walking.keypoints * 3.7 + np.float32([517.0, -233.0]), walking.confidence)
+    np.testing.assert_allclose(moved, base, atol=0.05)
+
+
+def test_missing_joints_coordinates_are_ignored(lifter: Lifter, walking: Samples):
+    conf = walking.confidence.copy()
+    gone = [H["r_ankle"], H["l_knee"], H["l_wrist"], H["head"]]
+    conf[:, gone] = 0
+    want = lifter(walking.keypoints, conf)
+    for junk in (np.nan, np.inf, 1e9, -5.0, 0.0):
+        kp = walking.keypoints.copy()
+        kp[:, gone] = junk
+        np.testing.assert_array_equal(lifter(kp, conf), want)
+    assert np.isfinite(want).all()
+
+
+def _plausible(pred: np.ndarray, truth: np.ndarray, max_p_mpjpe: float) -> None:
+    """Camera axes and a human size: the trunk pointing where the truth's does, limb bones of
+    human length, and close to the truth after alignment."""
+    trunk, true_trunk = pred[:, H["head"]], truth[:, H["head"]]
+    cos = (trunk * true_trunk).sum(-1) / np.linalg.norm(trunk, axis=-1) / np.linalg.norm(true_trunk, axis=-1)
+    assert (cos > np.cos(np.radians(30))).mean() > 0.9
+    assert (np.linalg.norm(trunk, axis=-1) > 350).all()
+    for a, b in H36M17_LIMBS:
+        length = np.linalg.norm(pred[:, a] - pred[:, b], axis=-1)
+        assert 150 < np.median(length) < 600, (H36M17[a], H36M17[b], np.median(length))
+    assert p_mpjpe(pred.astype(np.float64), truth.astype(np.float64)).mean() < max_p_mpjpe
+
+
+def test_plausible_on_a_synthetic_walker(lifter: Lifter, walking: Samples):
+    pred = lifter(walking.keypoints, walking.confidence)
+    assert (pred[:, H["head"], 1] < -350).all()  # upright: the head well above the pelvis (y down)
+    _plausible(pred, walking.joints3d, max_p_mpjpe=90)
+    # Seen from the waist up: still a plausible body, not a collapse to zero.
+    conf = walking.confidence.copy()
+    conf[:, [H[n] for n in ("r_knee", "r_ankle", "l_knee", "l_ankle")]] = 0
+    _plausible(lifter(walking.keypoints, conf), walking.joints3d, max_p_mpjpe=120)
+
+
+def test_plausible_on_real_climbing_mocap(lifter: Lifter):
+    clips, landmarks = load_climb(shared_path("data/holosoma-climb"), stride=40)
+    lm = np.concatenate(landmarks)
+    up, forward = head_frame_from_body(lm)
+    s = from_landmarks(lm, up, forward, np.random.default_rng(0), SampleOptions.evaluation())
+    _plausible(lifter(s.keypoints, s.confidence), s.joints3d, max_p_mpjpe=120)
+
+
+def test_manifest_and_metadata(lifter: Lifter):
+    info = lifter.info
+    assert info["joints"] == list(H36M17) and info["edges"] == [list(e) for e in H36M17_EDGES]
+    assert "non-commercial" in info["licence"].lower()
+    names = " ".join(d["name"] for d in info["data"])
+    assert "Bandai" in names and "CMU" in names
+    assert {"bandai", "climb"} <= set(info["metrics"]) and info["training"]["minutes"] > 0
+    assert info["parity_max_abs_mm"] < 0.1
+    assert json.loads(paths.LIFTER_ONNX.with_suffix(".json").read_text()) == info

@@ -1,0 +1,121 @@
+"""Training samples: cameras, virtual COCO-18, pose-space augmentation, dropout, metrics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from posecast.skeleton import H
+from training.bvh import forward_kinematics
+from training.cameras import CameraRanges, random_cameras
+from training.data import Dropout, SampleOptions, apply_condition, synthesize
+from training.metrics import bone_p_mpjpe, limb_angle, p_mpjpe, procrustes_align
+from training.posespace import PoseAugment, augment_rotations
+from training.rigs import L, body_axes
+from training.sources import load_bvh_folder
+
+from synthetic_bvh import write_bvh
+
+
+@pytest.fixture(scope="module")
+def motion(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bvh")
+    rng = np.random.default_rng(1)
+    for k in range(3):
+        write_bvh(folder / f"dataset-1_walk_x_{k:03d}.bvh", 60, rng)
+    return load_bvh_folder(sorted(folder.glob("*.bvh")), stride=1)["bandai"]
+
+
+def test_projection_round_trip_and_axes():
+    rng = np.random.default_rng(0)
+    cams = random_cameras(64, rng)
+    world = rng.normal(0, 500, (64, 17, 3))
+    cam = cams.to_camera(world)
+    pixels = cams.project(cam)
+    np.testing.assert_allclose(cams.unproject(pixels, cam[..., 2]), cam, atol=1e-6)
+    # Camera axes: y down, so a point above the pelvis (world Y up) is higher in the image
+    # unless the camera looks down at it steeply; z away from the camera.
+    up = cams.to_camera(np.array([[[0.0, 0.0, 0.0], [0.0, 500.0, 0.0]]]).repeat(64, 0))
+    assert (up[:, 1, 1] < up[:, 0, 1]).all() and (cam[..., 2] > 0).mean() > 0.99
+
+
+def test_samples_follow_the_contract(motion):
+    s = synthesize(motion, np.arange(len(motion.rot)), np.random.default_rng(0), SampleOptions.evaluation())
+    assert s.keypoints.shape == (len(motion.rot), 17, 2) and s.joints3d.shape == (len(motion.rot), 17, 3)
+    assert np.all(s.joints3d[:, 0] == 0) and np.all(s.confidence == 1)
+    # Head above the pelvis in camera axes (y down); bones of a human size (the rig: 400 mm shins).
+    assert (s.joints3d[:, H["head"], 1] < -400).all()
+    shin = np.linalg.norm(s.joints3d[:, H["l_ankle"]] - s.joints3d[:, H["l_knee"]], axis=-1)
+    np.testing.assert_allclose(shin, 410, atol=1)
+    # The thorax is the COCO neck: the shoulders' midpoint.
+    mid = 0.5 * (s.joints3d[:, H["l_shoulder"]] + s.joints3d[:, H["r_shoulder"]])
+    np.testing.assert_allclose(s.joints3d[:, H["thorax"]], mid, atol=1e-3)
+
+
+def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
+    rng = np.random.default_rng(0)
+    rot = motion.rot.astype(np.float64)
+    trans = motion.offsets[motion.clip].astype(np.float64)
+    opts = PoseAugment(perturb=1.0, recombine=1.0, postures=1.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0))
+    new_rot, new_trans = augment_rotations(rot, trans, motion.parts, opts, rng)
+    before, _ = forward_kinematics(motion.parents, rot, trans)
+    after, _ = forward_kinematics(motion.parents, new_rot, new_trans)
+    bones = lambda p: np.linalg.norm(p[:, 1:] - p[:, motion.parents[1:]], axis=-1)  # noqa: E731
+    np.testing.assert_allclose(bones(after), bones(before), atol=1e-3)
+    assert np.abs(after - before).max() > 100  # the poses did change
+
+    def knees_forward(pos):
+        lm = pos[:, motion.landmarks]
+        _, forward, _ = body_axes(lm)
+        return np.sum((lm[:, L["l_knee"]] - lm[:, L["l_hip"]]) * forward, -1).mean()
+    # Sitting, crouching and knee lifts all swing the thighs forward.
+    postures_only = PoseAugment(perturb=0.0, recombine=0.0, postures=1.0, tilt=0.0, bone_scale=0.0,
+                                body_scale=(1.0, 1.0))
+    sat, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, postures_only, rng))
+    assert knees_forward(sat) > knees_forward(before) + 80
+
+
+def test_dropout_marks_joints_missing(motion):
+    rng = np.random.default_rng(0)
+    frames = np.arange(len(motion.rot))
+    legs = SampleOptions(dropout=Dropout(random=0, legs=1.0, lower_body=0, arm=0, face=0), noise=None)
+    s = synthesize(motion, frames, rng, legs)
+    assert (s.confidence[:, [H["l_knee"], H["l_ankle"], H["r_knee"], H["r_ankle"]]] == 0).all()
+    waist_up = SampleOptions(dropout=Dropout(random=0, legs=0, lower_body=1.0, arm=0, face=0), noise=None,
+                             clip_to_image=False)
+    s = synthesize(motion, frames, rng, waist_up)
+    # Without hips the conversion cannot form the pelvis or the spine either.
+    assert (s.confidence[:, [H["pelvis"], H["spine"], H["l_hip"], H["r_hip"]]] == 0).all()
+    assert (s.confidence[:, H["thorax"]] == 1).all()
+    # A camera too close to see the legs: joints outside the image are missing too.
+    close = SampleOptions(dropout=None, noise=None, cameras=CameraRanges(distance_mm=(700.0, 800.0), offset=0.0,
+                                                                         pitch_deg=(0.0, 0.0)))
+    s = synthesize(motion, frames, rng, close)
+    assert (s.confidence[:, H["l_ankle"]] == 0).mean() > 0.5
+
+
+def test_conditions():
+    from training.data import Samples
+    s = Samples(np.zeros((4, 17, 2), np.float32), np.ones((4, 17), np.float32), np.zeros((4, 17, 3), np.float32))
+    assert apply_condition(s, "exact").keypoints.std() == 0
+    assert 4 < apply_condition(s, "noise5").keypoints.std() < 6
+    assert apply_condition(s, "no_legs").confidence.sum() == 4 * 13
+    with pytest.raises(ValueError, match="unknown condition"):
+        apply_condition(s, "blurry")
+
+
+def test_metrics_known_values():
+    rng = np.random.default_rng(0)
+    gt = rng.normal(0, 300, (5, 17, 3))
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    q *= np.sign(np.linalg.det(q))
+    moved = 1.3 * gt @ q + 50
+    np.testing.assert_allclose(procrustes_align(moved, gt), gt, atol=1e-6)
+    assert p_mpjpe(moved, gt).max() < 1e-6 and p_mpjpe(gt + 10, gt).max() < 1e-6
+    # Same directions, other bone lengths: only the bone-corrected score forgives it.
+    stretched = gt.copy()
+    stretched[:, H["l_ankle"]] += 0.5 * (gt[:, H["l_ankle"]] - gt[:, H["l_knee"]])
+    assert p_mpjpe(stretched, gt).min() > 1 and bone_p_mpjpe(stretched, gt).max() < 1e-6
+    assert limb_angle(stretched, gt).max() < 1e-6
+    flipped = gt.copy()
+    flipped[:, H["l_ankle"]] = 2 * gt[:, H["l_knee"]] - gt[:, H["l_ankle"]]
+    np.testing.assert_allclose(limb_angle(flipped, gt), 180 / 8)

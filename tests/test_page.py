@@ -32,7 +32,7 @@ def server(tmp_path_factory) -> RunningServer:
         yield running
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def clip():
     return shared_path(CLIP)
 
@@ -51,7 +51,7 @@ def joint_moves(samples: list[list]) -> float:
     return best
 
 
-def test_live_pose_stream(server, clip, tmp_path):
+def test_live_pose_stream(clip, server, tmp_path):
     with open_page(server.url, tmp_path, video=clip) as page:
         wait_state(page, "live", timeout_s=60)
         before = page.evaluate("() => posecast.stats")

@@ -55,7 +55,8 @@ export class TaggedSource {
     this.layout = null; // frame-tag layout from the server's hello; untagged until then
     this.nextId = 0;
     this.drawTimes = new Map();
-    this.framesDrawn = 0;
+    this.maxFps = 30; // frames sent per second at most: see main.js, which follows the server's pace
+    this.lastSent = -Infinity;
     // Recent sent frames at half size, so the pipeline view draws a pose over the very frame it came from.
     this.kept = Array.from({ length: KEPT_FRAMES }, () => ({ tag: -1, canvas: null }));
   }
@@ -78,6 +79,9 @@ export class TaggedSource {
   drawFrame() {
     const { video, canvas, ctx } = this;
     if (video.readyState < 2 || !video.videoWidth) return;
+    const now = performance.now();
+    if (now - this.lastSent < 1000 / this.maxFps - 5) return; // 5 ms slack for the camera's jitter
+    this.lastSent = now;
     if (canvas.width !== video.videoWidth || canvas.height !== video.videoHeight) {
       canvas.width = video.videoWidth;
       canvas.height = video.videoHeight;
@@ -85,12 +89,11 @@ export class TaggedSource {
     ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
     if (this.layout) {
       const tag = drawTag(ctx, canvas.width, this.nextId++, this.layout);
-      this.drawTimes.set(tag, performance.now());
+      this.drawTimes.set(tag, now);
       this.drawTimes.delete((tag - KEEP_TAGS + 2 ** this.layout.bits) % 2 ** this.layout.bits);
       this.keep(tag);
     }
     this.track.requestFrame?.();
-    this.framesDrawn++;
   }
 
   keep(tag) {

@@ -10,6 +10,16 @@ const RETRY_MAX_S = 16;
 const STATUS_EVERY_MS = 250;
 const NO_PERSON_AFTER_MS = 500; // a person missed for a moment keeps their last pose: no flicker
 
+/**
+ * Frames per second to send when the server processes `fps`. The server keeps only the latest frame,
+ * but every sent frame costs an encode here and a decode there: on one machine that CPU is taken from
+ * the models. Twice the server's pace plus a margin keeps the wait for a fresh frame short and lets
+ * the pace climb when the server can go faster.
+ */
+function sendRate(fps) {
+  return Math.min(30, Math.max(10, 2 * fps + 5));
+}
+
 const $ = (id) => document.getElementById(id);
 const video = $("video");
 const banner = $("banner");
@@ -44,8 +54,10 @@ function session() {
     hello(msg) {
       hadHello = true;
       failures = 0;
+      if (msg.version !== 1) console.warn(`posecast: server speaks protocol ${msg.version}, this page 1`);
       skeleton = msg.skeleton;
       source.layout = msg.frametag;
+      source.maxFps = sendRate(Infinity);
       stats.provider = msg.provider;
       view?.setSkeleton(skeleton.h36m17);
       setState("waiting", {});
@@ -56,6 +68,7 @@ function session() {
     pose(msg) {
       pose = msg;
       stats.pose(msg);
+      source.maxFps = sendRate(stats.snapshot().fps);
       if (msg.tagged) poseDrawTime = source.takeDrawTime(msg.frame) ?? null;
       const main = msg.people[0];
       const now = performance.now();

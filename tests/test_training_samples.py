@@ -55,7 +55,8 @@ def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
     rng = np.random.default_rng(0)
     rot = motion.rot.astype(np.float64)
     trans = motion.offsets[motion.clip].astype(np.float64)
-    opts = PoseAugment(perturb=1.0, recombine=1.0, postures=1.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0))
+    opts = PoseAugment(perturb=1.0, recombine=1.0, postures=1.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0),
+                       torso_scale=(1.0, 1.0))
     new_rot, new_trans = augment_rotations(rot, trans, motion.parts, opts, rng)
     before, _ = forward_kinematics(motion.parents, rot, trans)
     after, _ = forward_kinematics(motion.parents, new_rot, new_trans)

@@ -31,12 +31,17 @@ _LIMB_POINTS = ("r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_
 
 @dataclass
 class DefinitionJitter:
-    """Ranges of the per-sample joint-definition jitter (issue 7); widths are factors."""
-    hip_width: tuple[float, float] = (0.9, 1.3)
+    """Ranges of the per-sample joint-definition jitter (issue 7).
+
+    Widths are drawn as absolute distances (for a body with LEG_MM legs) because rigs disagree
+    widely: Bandai's shoulder joints are 200 mm apart, CMU's and the climbing set's 310-400 mm,
+    and the detector's COCO shoulders and hips sit on the body's outline, wider still."""
+    hip_width_mm: tuple[float, float] = (140.0, 300.0)
     hip_raise_mm: tuple[float, float] = (-20.0, 60.0)
-    shoulder_width: tuple[float, float] = (0.9, 1.1)
+    shoulder_width_mm: tuple[float, float] = (220.0, 420.0)
     shoulder_raise_mm: tuple[float, float] = (-20.0, 30.0)
     neck_raise_mm: tuple[float, float] = (-10.0, 40.0)
+    head_raise_mm: tuple[float, float] = (-10.0, 110.0)  # where the skull base sits above the head joint
     head_size: tuple[float, float] = (0.85, 1.2)
     face_mm: float = 15.0
 
@@ -63,24 +68,28 @@ def coco18_points(landmarks: np.ndarray, head_up: np.ndarray, head_forward: np.n
 
     j = jitter or DefinitionJitter()
     up, _, _ = body_axes(landmarks)
+    legs = (np.linalg.norm(landmarks[:, L["l_knee"]] - landmarks[:, L["l_hip"]], axis=-1)
+            + np.linalg.norm(landmarks[:, L["l_ankle"]] - landmarks[:, L["l_knee"]], axis=-1))
+    body = (legs / LEG_MM)[:, None]
     out = np.zeros((b, 18, 3))
     for name in _LIMB_POINTS:
         out[:, C[name]] = landmarks[:, L[name]]
 
-    for side, width, raise_mm in (("hip", j.hip_width, j.hip_raise_mm),
-                                  ("shoulder", j.shoulder_width, j.shoulder_raise_mm)):
+    for side, width, raise_mm in (("hip", j.hip_width_mm, j.hip_raise_mm),
+                                  ("shoulder", j.shoulder_width_mm, j.shoulder_raise_mm)):
         lp, rp = out[:, C["l_" + side]], out[:, C["r_" + side]]
         mid, half = 0.5 * (lp + rp), 0.5 * (lp - rp)
-        w, r = draw(width, 1.0), draw(raise_mm, 0.0) * up
+        current = np.maximum(2 * np.linalg.norm(half, axis=-1, keepdims=True), 1e-6)
+        w = draw(width, np.nan) * body / current
+        w = np.where(np.isnan(w), 1.0, w)
+        r = draw(raise_mm, 0.0) * up
         out[:, C["l_" + side]] = mid + w * half + r
         out[:, C["r_" + side]] = mid - w * half + r
     out[:, C["neck"]] = 0.5 * (out[:, C["l_shoulder"]] + out[:, C["r_shoulder"]]) + draw(j.neck_raise_mm, 0.0) * up
 
-    legs = (np.linalg.norm(landmarks[:, L["l_knee"]] - landmarks[:, L["l_hip"]], axis=-1)
-            + np.linalg.norm(landmarks[:, L["l_ankle"]] - landmarks[:, L["l_knee"]], axis=-1))
-    size = (legs / LEG_MM)[:, None] * draw(j.head_size, 1.0)
+    size = body * draw(j.head_size, 1.0)
     left = np.cross(head_up, head_forward)
-    origin = landmarks[:, L["head"]]
+    origin = landmarks[:, L["head"]] + draw(j.head_raise_mm, 0.0) * head_up
     for name, (u, f, s) in FACE_MM.items():
         offset = np.array([u, f, s]) + (rng.normal(0, j.face_mm, (b, 3)) if jitter and rng is not None else 0)
         out[:, C[name]] = origin + size * (offset[..., :1] * head_up + offset[..., 1:2] * head_forward

@@ -54,7 +54,9 @@ class FitOptions:
         for name in self.disable:
             if name == "bone_scale":
                 pose.bone_scale, pose.body_scale = 0.0, (1.0, 1.0)
-            elif name != "jitter":
+            elif name == "jitter":
+                pose.torso_scale = (1.0, 1.0)
+            else:
                 setattr(pose, name, 0.0)
         return SampleOptions(pose=pose, jitter=None if "jitter" in self.disable else DefinitionJitter())
 

@@ -23,16 +23,20 @@ class PoseAugment:
     perturb: float = 0.5        # probability of joint-angle perturbation
     recombine: float = 0.3      # probability of taking arms / legs from other frames
     postures: float = 0.3       # probability of a posture: sit, crouch, bend, lift a knee
-    tilt: float = 0.15          # probability of a whole-body tilt beyond upright
+    tilt: float = 0.2           # probability of a whole-body tilt beyond upright
     bone_scale: float = 0.07    # per-bone length variation (fraction)
     body_scale: tuple[float, float] = (0.85, 1.12)
+    # Trunk (pelvis to neck) length factor: part of the joint-definition jitter, since rigs
+    # disagree (hips to shoulders: Bandai 400 mm, the climbing set 520 mm).
+    torso_scale: tuple[float, float] = (0.95, 1.45)
     # Perturbation standard deviations (degrees), clipped at 2.5 sigma.
     sigma_deg: dict[str, float] = field(default_factory=lambda: {
         "spine": 8.0, "neck": 12.0, "hip": 18.0, "shoulder": 25.0, "elbow": 15.0, "knee": 12.0})
 
     @classmethod
     def off(cls) -> "PoseAugment":
-        return cls(perturb=0.0, recombine=0.0, postures=0.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0))
+        return cls(perturb=0.0, recombine=0.0, postures=0.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0),
+                   torso_scale=(1.0, 1.0))
 
 
 @dataclass
@@ -41,7 +45,8 @@ class RigParts:
     parents: np.ndarray
     landmarks: np.ndarray        # [14] joint index of each landmark
     head: int
-    spine: list[int]             # joints from above the pelvis up to the neck base
+    spine: list[int]             # joints from above the pelvis up to (not including) the neck base
+    trunk: list[int]             # spine joints and the neck base: their offsets make the trunk
     neck: list[int]
     legs: np.ndarray             # joint indices of both legs (thigh roots and below)
     arms: np.ndarray             # joint indices of both arms (clavicles and below)
@@ -69,7 +74,7 @@ class RigParts:
         neck = chain(lm["head"])[len(to_neck) - 1:]
         legs = subtree(lm["l_hip"]) + subtree(lm["r_hip"])
         arms = subtree(int(parents[lm["l_shoulder"]])) + subtree(int(parents[lm["r_shoulder"]]))
-        return cls(parents, landmarks, lm["head"], spine[:-1] or spine, neck,
+        return cls(parents, landmarks, lm["head"], spine[:-1] or spine, spine, neck,
                    np.array(legs), np.array(arms))
 
 
@@ -125,6 +130,8 @@ def augment_rotations(rot: np.ndarray, trans: np.ndarray, parts: RigParts, opts:
     if opts.postures > 0:
         _postures(rot, trans, parts, lm, opts.postures, rng)
 
+    if opts.torso_scale != (1.0, 1.0):
+        trans[:, parts.trunk] *= rng.uniform(*opts.torso_scale, size=(b, 1, 1))
     if opts.bone_scale > 0 or opts.body_scale != (1.0, 1.0):
         scale = rng.uniform(*opts.body_scale, size=(b, 1, 1))
         scale = scale * rng.uniform(1 - opts.bone_scale, 1 + opts.bone_scale, size=(b, trans.shape[1], 1))

@@ -37,6 +37,7 @@ def free_port() -> int:
 @dataclass
 class RunningServer:
     url: str
+    port: int
     process: subprocess.Popen
     log_path: Path
 
@@ -54,14 +55,14 @@ class RunningServer:
 
 
 @contextmanager
-def real_server(log_dir: Path) -> Iterator[RunningServer]:
-    """`python -m server` on a free port, up once /healthz answers; stopped afterwards."""
-    port = free_port()
+def real_server(log_dir: Path, port: int | None = None) -> Iterator[RunningServer]:
+    """`python -m server` on port (default: a free one), up once /healthz answers; stopped afterwards."""
+    port = port or free_port()
     log_path = log_dir / f"server-{port}.log"
-    with open(log_path, "wb") as out:
+    with open(log_path, "ab") as out:
         process = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port)],
                                    cwd=paths.ROOT, stdout=out, stderr=subprocess.STDOUT)
-    server = RunningServer(f"http://127.0.0.1:{port}/", process, log_path)
+    server = RunningServer(f"http://127.0.0.1:{port}/", port, process, log_path)
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT_S
         while True:

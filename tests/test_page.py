@@ -96,12 +96,16 @@ def test_no_person_in_view(server, tmp_path):
         assert all(p is None for p in page.evaluate("() => posecast.joints()"))
 
 
-def test_server_lost(clip, tmp_path):
-    with real_server(tmp_path) as running, open_page(running.url, tmp_path, video=clip) as page:
+def test_server_lost_and_back(clip, tmp_path):
+    with real_server(tmp_path) as first, open_page(first.url, tmp_path, video=clip) as page:
         page.wait_for_function("() => posecast.stats.messages > 0", timeout=60_000)
-        running.stop()
+        first.stop()
         wait_state(page, "server-lost", timeout_s=10)
         assert "Connection to the server lost" in page.inner_text("#banner")
+        received = page.evaluate("() => posecast.stats.messages")
+        with real_server(tmp_path, port=first.port):  # the page reconnects by itself
+            page.wait_for_function("n => posecast.stats.messages > n", arg=received, timeout=60_000)
+            assert page.evaluate("() => posecast.state") in ("live", "no-person")
 
 
 def test_camera_denied(tmp_path):

@@ -38,7 +38,7 @@ export class View3D {
     this.scene.add(this.skeleton);
 
     this.camera = new THREE.PerspectiveCamera(40, 1, 0.05, 50);
-    this.camera.position.set(0.9, 1.5, 3.4); // in front, a little to the side and above
+    this.camera.position.set(0.8, 1.35, 2.9); // in front, a little to the side and above
     try {
       this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
     } catch (err) {
@@ -51,7 +51,7 @@ export class View3D {
     this.renderer.setPixelRatio(window.devicePixelRatio);
     container.appendChild(this.renderer.domElement);
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
-    this.controls.target.set(0, 0.9, 0);
+    this.controls.target.set(0, 0.85, 0);
     this.controls.enableDamping = true;
     this.controls.addEventListener("change", () => { this.dirty = true; });
     this.controls.update();

@@ -49,7 +49,8 @@ export class TaggedSource {
     // captureStream(0) + requestFrame() sends exactly one frame per draw, so draw times are exact.
     const stream = this.canvas.captureStream(0);
     this.track = stream.getVideoTracks()[0];
-    if (typeof this.track.requestFrame !== "function") {
+    if (typeof this.track.requestFrame !== "function") { // no requestFrame: let the browser sample the canvas
+      this.track.stop();
       this.track = this.canvas.captureStream(30).getVideoTracks()[0];
     }
     this.layout = null; // frame-tag layout from the server's hello; untagged until then

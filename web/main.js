@@ -83,6 +83,7 @@ function session() {
     },
     error(msg) {
       console.warn(`posecast: server error ${msg.code}: ${msg.message}`);
+      if (state === "waiting") setState("waiting", { peer: `server error: ${msg.message}` });
       if (msg.code === "too_many_peers") busyMessage = msg.message;
     },
     closed({ opened, code }) {

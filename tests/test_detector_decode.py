@@ -165,3 +165,28 @@ def test_crop_follows_the_main_person_with_margin():
     step(tracker, [])
     assert tracker.crop((640, 480)) is None          # lost: look at the whole frame
     assert len(COCO18) == 18
+
+
+def test_fragment_of_a_body_is_dropped_and_does_not_steal_the_track():
+    kp, cf = person_at(100)
+    body_cf, fragment_cf = cf.copy(), np.zeros(18, np.float32)
+    arm = [C["r_shoulder"], C["r_elbow"], C["r_wrist"], C["neck"]]
+    body_cf[arm[:3]] = 0                        # the grouping split the right arm off the body
+    fragment_cf[arm] = 0.8
+    keep = suppress_duplicates(np.stack([kp, kp]), np.stack([fragment_cf, body_cf]), np.array([0.2, 0.6]), 0.6)
+    assert keep.tolist() == [1]
+    tracker = Tracker()
+    ids, main = step(tracker, [(kp, cf)])
+    ids2, main2 = step(tracker, [(kp, fragment_cf), (kp, body_cf)])   # were it kept, the body still wins
+    assert ids2[1] == ids[main] and main2 == 1
+
+
+def test_a_half_found_main_person_is_reclaimed_after_a_missed_frame():
+    tracker = Tracker()
+    kp, cf = person_at(100)
+    ids, main = step(tracker, [(kp, cf)])
+    legs = np.zeros(18, np.float32)
+    legs[[C["r_hip"], C["r_knee"], C["r_ankle"], C["l_hip"], C["l_knee"], C["l_ankle"]]] = 0.8
+    step(tracker, [(kp, legs)])                 # only the legs: too partial to match, kept for later
+    ids3, main3 = step(tracker, [(kp + 2, cf)])  # whole again
+    assert ids3[main3] == ids[main]

@@ -42,6 +42,11 @@ def serve_three_locally(context) -> None:
     context.route(prefix + "**", lambda route: route.fulfill(path=THREE / route.request.url[len(prefix):]))
 
 
+def log_console(message) -> None:
+    if "GL Driver Message" not in message.text:  # software WebGL's performance notes
+        log.info("page console %s: %s", message.type, message.text)
+
+
 @contextmanager
 def open_page(url: str, tmp_path: Path, video: Path | None = None, camera: str = "allow",
               local_three: bool = False) -> Iterator:
@@ -60,8 +65,7 @@ def open_page(url: str, tmp_path: Path, video: Path | None = None, camera: str =
                 serve_three_locally(context)
             page = context.new_page()
             page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: log.info("page console %s: %s", m.type, m.text)
-                    if "GL Driver" not in m.text else None)
+            page.on("console", log_console)
             page.goto(url)
             yield page
         finally:

@@ -75,7 +75,7 @@ def _plausible(pred: np.ndarray, truth: np.ndarray, max_p_mpjpe: float) -> None:
     trunk, true_trunk = pred[:, H["head"]], truth[:, H["head"]]
     cos = (trunk * true_trunk).sum(-1) / np.linalg.norm(trunk, axis=-1) / np.linalg.norm(true_trunk, axis=-1)
     assert (cos > np.cos(np.radians(30))).mean() > 0.9
-    assert (np.linalg.norm(trunk, axis=-1) > 350).all()
+    assert np.median(np.linalg.norm(trunk, axis=-1)) > 400  # not collapsed towards the pelvis
     for a, b in H36M17_LIMBS:
         length = np.linalg.norm(pred[:, a] - pred[:, b], axis=-1)
         assert 150 < np.median(length) < 600, (H36M17[a], H36M17[b], np.median(length))

@@ -125,7 +125,7 @@ def fit(opts: FitOptions) -> dict:
     sample_opts = opts.sample_options()
     started = time.monotonic() - state["train_seconds"]
 
-    while state["epoch"] < opts.epochs:
+    while state["epoch"] < opts.epochs and not _out_of_time(opts, state["train_seconds"]):
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([opts.seed, epoch])
         data = sample_training(motions, opts.samples_per_epoch, rng, sample_opts)
@@ -172,10 +172,13 @@ def fit(opts: FitOptions) -> dict:
         log.info("epoch %d: train MPJPE %.1f mm, %s, score %.1f%s (%.1f min)", epoch, record["train_mpjpe"],
                  _brief(rows), score, " (best)" if better else "", record["minutes"])
         plot_curve(state["history"], opts.out / "curve.png")
-        if opts.minutes and state["train_seconds"] >= opts.minutes * 60:
+        if _out_of_time(opts, state["train_seconds"]):
             log.info("time budget of %.0f min used up after epoch %d", opts.minutes, epoch)
-            break
-    return ckpt if state["history"] else {}
+    return torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
+
+
+def _out_of_time(opts: FitOptions, seconds: float) -> bool:
+    return bool(opts.minutes) and seconds >= opts.minutes * 60
 
 
 def _progress(opts: FitOptions, step: int, started: float) -> float:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
+import os
 from pathlib import Path
 
 import cv2
@@ -51,7 +51,7 @@ def mjpeg_frames(path: Path, limit: int) -> list[np.ndarray]:
 
 
 def stats(values: list[float]) -> str:
-    return f"{np.median(values):6.1f} / {np.percentile(values, 90):5.1f}"
+    return f"{np.median(values):5.1f} /{np.percentile(values, 90):5.1f} /{np.min(values):5.1f}"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
     frames = {p.stem: fit_frame(cv2.imread(str(p))) for p in photos}
     clip_frames = mjpeg_frames(clip, args.frames) if clip.is_file() else []
     print(f"detector {args.model.name} on {session.get_providers()[0]}, threads={args.threads or 'all'}, "
-          f"frames {FRAME[0]}x{FRAME[1]}; times in ms, median / p90")
+          f"frames {FRAME[0]}x{FRAME[1]}; times in ms, median / p90 / min; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     found_table: dict[str, list[int]] = {}
     rows = []
     for height in args.sizes:
@@ -103,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
             changes = sum(a != b for a, b in zip(seen, seen[1:]))
             rows.append((height, "clip, tracked crop", times,
                          f"main person in {len(seen)}/{len(main_ids)} frames, {changes} id changes"))
-    print(f"\n{'input':>5}  {'workload':<20} {'network':>14} {'decode':>14} {'preprocess':>14}  notes")
+    print(f"\n{'input':>5}  {'workload':<20} {'network':>18} {'decode':>18} {'preprocess':>18}  notes")
     for height, workload, times, note in rows:
         w = f"{height}h"
-        print(f"{w:>5}  {workload:<20} {stats(times['network']):>14} {stats(times['decode']):>14} "
-              f"{stats(times['preprocess']):>14}  {note}")
+        print(f"{w:>5}  {workload:<20} {stats(times['network']):>18} {stats(times['decode']):>18} "
+              f"{stats(times['preprocess']):>18}  {note}")
     print(f"\npeople found per photo at input height {' / '.join(map(str, args.sizes))}:")
     for name, counts in found_table.items():
         print(f"  {name:<32} {' / '.join(map(str, counts))}")

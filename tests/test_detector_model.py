@@ -150,3 +150,20 @@ def test_main_person_keeps_its_id_when_a_bigger_person_appears(detector_session)
     assert len(COCO18) == detection.people[0].keypoints.shape[0]
     detector.reset()
     assert detector.tracker.main_id is None
+
+
+def test_keypoints_from_a_crop_agree_with_the_full_frame(detector_session):
+    """The crop-and-letterbox mapping is exact: the same person, seen through a crop, lands in the same
+    frame pixels (up to the network seeing them larger)."""
+    frame = cv2.imread(str(shared_path("media/images/opencv_messi5.jpg")))
+    full = make_detector(detector_session, track=False)(frame).people[0]
+    tracked = make_detector(detector_session)
+    tracked(frame)
+    detection = tracked(frame)
+    assert detection.crop != (0, 0, frame.shape[1], frame.shape[0])
+    cropped = detection.people[0]
+    both = (full.confidence > 0) & (cropped.confidence > 0)
+    assert both.sum() >= 12
+    height = np.ptp(full.keypoints[full.confidence > 0][:, 1])
+    error = np.linalg.norm(full.keypoints[both] - cropped.keypoints[both], axis=1)
+    assert np.median(error) < 0.03 * height, (error, height)

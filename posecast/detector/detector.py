@@ -118,6 +118,7 @@ class Detector:
         crop = (self.tracker.crop((w, h)) if self.options.track else None) or full
         keypoints, confidence, scores = self._detect(frame_bgr, crop, timings)
         if crop != full and len(keypoints) == 0:
+            log.debug("nobody in the crop %s: retrying on the full frame", crop)
             crop = full  # the person left the crop: look at the whole frame at once
             keypoints, confidence, scores = self._detect(frame_bgr, crop, timings)
         t0 = time.perf_counter()

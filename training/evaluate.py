@@ -27,7 +27,9 @@ SELECTION = "climb bone_p_mpjpe, mean of the three conditions"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", type=Path, default=paths.LIFTER_ONNX,
-                        help="a checkpoint (.pt) or an ONNX file (default: weights/lifter.onnx)")
+                        help="a checkpoint (.pt), an ONNX file (default: weights/lifter.onnx), or 'flat' "
+                             "for the depth-less reference (the 2D pose itself, z = 0; only the aligned "
+                             "figures mean anything)")
     parser.add_argument("--data", type=Path, default=DatasetFiles.default().root)
     parser.add_argument("--per-group", action="store_true", help="also rows per action / climbing clip")
     parser.add_argument("--json", type=Path, help="write the summary here as JSON")
@@ -43,12 +45,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def load_predictor(model: Path) -> Predict:
+    if str(model) == "flat":
+        return flat_predictor
     if model.suffix == ".onnx":
         from posecast.lifter import Lifter
         return Lifter(model, device="cpu")
     from .fit import load_checkpoint
     net = load_checkpoint(model)[0]
     return torch_predictor(net)
+
+
+def flat_predictor(kp: np.ndarray, cf: np.ndarray) -> np.ndarray:
+    """A flat, depth-less guess: the 2D pose (pixels) at z = 0, pelvis at the origin."""
+    out = np.concatenate([kp, np.zeros(kp.shape[:-1] + (1,), kp.dtype)], -1)
+    return out - out[:, :1]
 
 
 def torch_predictor(net, batch: int = 8192) -> Predict:

@@ -108,9 +108,11 @@ def test_odd_frame_sizes_work(detector_session, shape):
 def test_grayscale_turned_bgr_and_changing_sizes(detector_session):
     gray = cv2.imread(str(shared_path("media/images/tfpose_p1.jpg")), cv2.IMREAD_GRAYSCALE)
     detector = make_detector(detector_session)
-    assert len(detector(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)).people) == 1
-    big = cv2.resize(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), None, fx=3, fy=3)
-    assert len(detector(big).people) == 1      # the size changed between calls: no stale crop
+    first = detector(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)).people
+    assert len(first) == 1
+    big = cv2.resize(cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR), None, fx=3, fy=2)
+    detection = detector(big)                  # the size changed between calls: the crop follows
+    assert len(detection.people) == 1 and detection.people[0].id == first[0].id
 
 
 @pytest.mark.parametrize("frame, error", [

@@ -75,10 +75,12 @@ class Detector:
                                                  hint="python -m export detector")
         self.provider = provider_name(self.session)
         self.tracker = Tracker(options.tracking)
+        self._frame_size: tuple[int, int] | None = None
 
     def reset(self) -> None:
         """Forget the people seen so far (a new stream or a scene cut)."""
         self.tracker.reset()
+        self._frame_size = None
 
     def preprocess(self, frame: np.ndarray, crop: Box) -> tuple[np.ndarray, Letterbox]:
         box = letterbox.make(crop, self.options.input_height)
@@ -113,6 +115,9 @@ class Detector:
     def __call__(self, frame_bgr: np.ndarray) -> Detection:
         check_frame(frame_bgr)
         h, w = frame_bgr.shape[:2]
+        if self._frame_size not in (None, (w, h)):
+            self.tracker.rescale(w / self._frame_size[0], h / self._frame_size[1])
+        self._frame_size = (w, h)
         full: Box = (0, 0, w, h)
         timings: dict[str, float] = {}
         crop = (self.tracker.crop((w, h)) if self.options.track else None) or full

@@ -123,6 +123,11 @@ class Tracker:
         self.main_id = None
         self.next_id = 1
 
+    def rescale(self, sx: float, sy: float) -> None:
+        """The frame was resized (e.g. the video's resolution changed): move the tracks with it."""
+        for t in self.tracks:
+            t.keypoints = t.keypoints * np.float32([sx, sy])
+
     def main_track(self) -> Track | None:
         return next((t for t in self.tracks if t.id == self.main_id), None)
 

@@ -36,9 +36,9 @@ class DefinitionJitter:
     Widths are drawn as absolute distances (for a body with LEG_MM legs) because rigs disagree
     widely: Bandai's shoulder joints are 200 mm apart, CMU's and the climbing set's 310-400 mm,
     and the detector's COCO shoulders and hips sit on the body's outline, wider still."""
-    hip_width_mm: tuple[float, float] = (140.0, 300.0)
+    hip_width_mm: tuple[float, float] = (120.0, 300.0)
     hip_raise_mm: tuple[float, float] = (-20.0, 60.0)
-    shoulder_width_mm: tuple[float, float] = (220.0, 420.0)
+    shoulder_width_mm: tuple[float, float] = (180.0, 420.0)
     shoulder_raise_mm: tuple[float, float] = (-20.0, 30.0)
     neck_raise_mm: tuple[float, float] = (-10.0, 40.0)
     head_raise_mm: tuple[float, float] = (-10.0, 110.0)  # where the skull base sits above the head joint

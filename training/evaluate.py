@@ -15,7 +15,7 @@ import numpy as np
 
 from posecast import paths
 
-from .data import CONDITIONS, Samples, apply_condition
+from .data import CONDITIONS, apply_condition
 from .dataset import DatasetFiles
 from .metrics import METRICS, all_metrics
 

@@ -18,7 +18,8 @@ import numpy as np
 from posecast import paths
 
 from .body import head_frame_from_body
-from .data import MotionSet, SampleOptions, Samples, from_landmarks, synthesize
+from .cameras import CameraRanges
+from .data import SampleOptions, Samples, from_landmarks, synthesize
 from .dataset import DatasetFiles, sample_training
 from .model import normalise_2d
 from .sources import load_bvh_folder, load_climb, split_clips, unpack
@@ -55,10 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    none = lambda p: None if p is None or str(p).lower() == "none" else p  # noqa: E731
-    prepare(PrepareOptions(args.bandai, none(args.cmu), none(args.climb), args.out,
+    prepare(PrepareOptions(args.bandai, _optional(args.cmu), _optional(args.climb), args.out,
                            stride=args.stride, cmu_stride=args.cmu_stride, seed=args.seed))
     return 0
+
+
+def _optional(path: Path) -> Path | None:
+    return None if str(path).lower() == "none" else path
 
 
 def _bvh_files(source: Path, name: str) -> list[Path]:
@@ -109,7 +113,8 @@ def prepare(opts: PrepareOptions) -> DatasetFiles:
 
     train = sample_training(files.load_motion(), opts.stats_samples, np.random.default_rng(opts.seed + 1), SampleOptions())
     stats = statistics(train)
-    files.stats.write_text(json.dumps({**stats, "split": split, "options": {
+    cameras = {"training": asdict(CameraRanges()), "validation": asdict(SampleOptions.evaluation().cameras)}
+    files.stats.write_text(json.dumps({**stats, "cameras": cameras, "split": split, "options": {
         k: str(v) for k, v in asdict(opts).items()}}, indent=1))
     log.info("dataset cache ready in %s", opts.out)
     return files

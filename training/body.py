@@ -79,9 +79,11 @@ def coco18_points(landmarks: np.ndarray, head_up: np.ndarray, head_forward: np.n
                                   ("shoulder", j.shoulder_width_mm, j.shoulder_raise_mm)):
         lp, rp = out[:, C["l_" + side]], out[:, C["r_" + side]]
         mid, half = 0.5 * (lp + rp), 0.5 * (lp - rp)
-        current = np.maximum(2 * np.linalg.norm(half, axis=-1, keepdims=True), 1e-6)
-        w = draw(width, np.nan) * body / current
-        w = np.where(np.isnan(w), 1.0, w)
+        if jitter is None or rng is None:
+            w = 1.0
+        else:  # the drawn width over the rig's own
+            own = np.maximum(2 * np.linalg.norm(half, axis=-1, keepdims=True), 1e-6)
+            w = rng.uniform(*width, size=(b, 1)) * body / own
         r = draw(raise_mm, 0.0) * up
         out[:, C["l_" + side]] = mid + w * half + r
         out[:, C["r_" + side]] = mid - w * half + r

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
+import socket
 import statistics
 import time
 import urllib.error
@@ -22,6 +24,7 @@ from posecast import paths
 from posecast.skeleton import skeleton_info
 from server.app import PoseServer, ServerOptions
 from server.client import PoseClient, TaggedVideoTrack, clip_frames, drawn_frames
+from server.outbox import Outbox
 from server.pipeline import FrameResult
 
 CLIP = paths.shared_dir() / "media" / "clips" / "dance_facing_camera.mp4"
@@ -279,3 +282,41 @@ async def test_static_files_local_three_and_healthz(serve, tmp_path: Path):
         assert status == 404 and b"not for the web" not in body, bad
     status, ctype, body = await get("/healthz")
     assert status == 200 and json.loads(body) == {"status": "ok", "provider": "CPU", "peers": 0, "max_peers": 4}
+
+
+async def test_a_slow_reader_gets_fresh_poses_and_control_messages_still_arrive():
+    # A client that stops reading: the server's socket backs up, and instead of a growing backlog
+    # the outbox keeps only the newest pose (the websockets broadcast example's approach).
+    outboxes: list[Outbox] = []
+
+    async def handler(ws):
+        outboxes.append(Outbox(ws))
+        writer = asyncio.create_task(outboxes[0].run())
+        await ws.wait_closed()
+        writer.cancel()
+
+    async with websockets.serve(handler, "127.0.0.1", 0) as ws_server:
+        port = ws_server.sockets[0].getsockname()[1]
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)  # no autotuning to tens of MB
+        sock.connect(("127.0.0.1", port))
+        async with websockets.connect(f"ws://127.0.0.1:{port}", sock=sock, max_size=None) as client:
+            while not outboxes:
+                await asyncio.sleep(0.01)
+            outbox = outboxes[0]
+            client.transport.pause_reading()
+            for i in range(300):  # 300 x 100 kB, incompressible: far more than the socket buffers hold
+                outbox.send_pose(json.dumps({"type": "pose", "frame": i, "pad": secrets.token_hex(50_000)}))
+                await asyncio.sleep(0.001)
+            outbox.send({"type": "pong", "t": 1})
+            assert outbox.replaced > 100, "poses should have been replaced while the client was not reading"
+            client.transport.resume_reading()
+            frames, got_pong = [], False
+            while not (got_pong and frames and frames[-1] == 299):
+                message = json.loads(await asyncio.wait_for(client.recv(), 10))
+                if message["type"] == "pong":
+                    got_pong = True
+                else:
+                    frames.append(message["frame"])
+    assert frames == sorted(frames), "poses arrive in order"
+    assert len(frames) == 300 - outbox.replaced, "every pose not replaced by a newer one arrived"

@@ -62,7 +62,8 @@ def test_live_pose_stream(clip, server, tmp_path):
             samples.append(page.evaluate("() => posecast.joints()"))
         after = page.evaluate("() => posecast.stats")
         rate = (after["messages"] - before["messages"]) / (time.monotonic() - started)
-        log.info("pose rate %.1f/s, latency %s ms, provider %s", rate, after["latencyMs"], after["provider"])
+        log.info("pose rate %.1f/s, latency %s ms, provider %s, server ms %s", rate, after["latencyMs"],
+                 after["provider"], after["timings"])
 
         assert rate >= MIN_POSE_RATE, f"{rate:.1f} pose messages/s, expected >= {MIN_POSE_RATE}"
         assert after["provider"] in ("CPU", "CUDA")

@@ -38,6 +38,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=30.0, help="frames per second sent (default 30)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height)
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: half the cores)")
+    p.add_argument("--no-floor", dest="floor", action="store_false", help="skip the inference-off run")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
 
 
@@ -136,7 +138,7 @@ def _summary(results: list[ClientResult]) -> dict:
 
 def _run(name: str, inference: bool, clients: int, seconds: float, args, clip: Path) -> dict:
     size = tuple(int(v) for v in args.size.split("x"))
-    pipeline = PipelineOptions(device=args.device, input_height=args.input_height)
+    pipeline = PipelineOptions(device=args.device, input_height=args.input_height, threads=args.threads)
     parent, child = mp.Pipe()
     proc = mp.get_context("spawn").Process(target=_serve, args=(child, inference, pipeline, max(4, clients)))
     proc.start()
@@ -185,7 +187,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"footage not found: {clip} (pass --clip or set POSECAST_SHARED)")
         return 2
     print(f"{clip.name} looped at {args.size}, {args.fps:g} fps; {os.cpu_count()} CPU cores")
-    runs = [("floor (inference off)", False, 1, args.seconds), ("live", True, 1, args.seconds)]
+    runs = [("floor (inference off)", False, 1, args.seconds)] if args.floor else []
+    runs.append(("live", True, 1, args.seconds))
     if args.clients > 1:
         runs.append((f"live, {args.clients} clients", True, args.clients, args.multi_seconds))
     results = []

@@ -32,7 +32,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="2D detector model (default weights/openpose.onnx)")
     p.add_argument("--lifter", type=Path, default=PipelineOptions.lifter_path, metavar="ONNX",
                    help="2D-to-3D lifter model (default weights/lifter.onnx)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: all cores)")
+    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: half the cores)")
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height,
                    help="detector input height in pixels: smaller is faster, larger finds smaller people "
                         f"(default {PipelineOptions.input_height})")

@@ -3,14 +3,16 @@
 aiortc's remote track queues every decoded frame without limit; if we processed them in
 order, latency would grow for as long as inference is slower than the camera. So one
 reader task drains `track.recv()` into a single latest-frame slot (a frame still waiting
-when a newer one arrives is dropped and counted), and one pump task takes whatever is in
-the slot, runs the estimator off the event loop, and emits one pose message per frame.
+when a newer one arrives is dropped and counted), and one pump task has the estimator run
+off the event loop on whatever is in the slot when a worker is free, and emits one pose
+message per processed frame.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -44,7 +46,8 @@ class Peer:
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[RTCIceServer(u) for u in ice_servers]))
         self.pc.on("track", self._on_track)
         self.pc.on("connectionstatechange", self._on_state)
-        self._slot: tuple[av.VideoFrame, float] | None = None
+        self._slot: tuple[av.VideoFrame, float] | None = None  # written by the reader, taken by a worker
+        self._lock = threading.Lock()
         self._ready = asyncio.Event()
         self._ended = False
         self._tasks: set[asyncio.Task] = set()
@@ -86,9 +89,10 @@ class Peer:
             while True:
                 frame = await track.recv()
                 self.received += 1
-                if self._slot is not None:
-                    self.dropped += 1
-                self._slot = (frame, now_ms())
+                with self._lock:
+                    if self._slot is not None:
+                        self.dropped += 1
+                    self._slot = (frame, now_ms())
                 self._ready.set()
         except MediaStreamError:
             pass
@@ -104,18 +108,24 @@ class Peer:
                 if self._ended:
                     return
                 continue
-            frame, received_ts = self._slot
-            self._slot = None
             try:
-                message = await self.run_blocking(self._process, frame, received_ts)
+                message = await self.run_blocking(self._process_latest)
             except Exception:  # noqa: BLE001 - one bad frame must not end the stream
                 log.exception("processing a frame failed")
                 continue
-            self.processed += 1
-            self.emit(message)
+            if message is not None:
+                self.processed += 1
+                self.emit(message)
+
+    def _process_latest(self) -> str | None:
+        """In the executor. The frame is taken only now, when a worker is free: with several peers
+        queued for the one worker, a frame picked at submission would have aged while waiting."""
+        with self._lock:
+            taken, self._slot = self._slot, None
+        return None if taken is None else self._process(*taken)
 
     def _process(self, frame: av.VideoFrame, received_ts: float) -> str:
-        """In the executor: convert, read the frame tag, estimate, encode the message."""
+        """Convert, read the frame tag, estimate, encode the message."""
         t0 = time.perf_counter()
         bgr = frame.to_ndarray(format="bgr24")
         decode_ms = (time.perf_counter() - t0) * 1e3

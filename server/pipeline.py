@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,10 +55,16 @@ class PipelineOptions:
     detector_path: Path = paths.DETECTOR_ONNX
     lifter_path: Path = paths.LIFTER_ONNX
     device: Device = "auto"
-    threads: int | None = None  # onnxruntime intra-op threads; None = all cores
+    threads: int | None = None  # onnxruntime intra-op threads; None = half the cores (see default_threads)
     input_height: int = 256  # detector input height in pixels
     smoothing: OneEuroOptions | None = OneEuroOptions()  # None = off
     warmup_size: tuple[int, int] = (640, 480)  # a first run at this frame size, before any client
+
+
+def default_threads() -> int:
+    """Half the cores: the rest decode the video, run the event loop and (often) the browser itself.
+    On 2 busy cores one thread ran the detector ~1.7x faster than two (docs/server.md)."""
+    return max(1, (os.cpu_count() or 2) // 2)
 
 
 def model_summary(session: ort.InferenceSession, path: Path) -> dict:
@@ -79,13 +86,14 @@ class PoseEstimator:
 
     def __init__(self, options: PipelineOptions = PipelineOptions()) -> None:
         self.options = options
-        self.session = create_session(options.detector_path, options.device, threads=options.threads,
+        threads = options.threads or default_threads()
+        self.session = create_session(options.detector_path, options.device, threads=threads,
                                       hint="python -m export detector")
         self.provider = provider_name(self.session)
         # The lifter follows the detector: both on CUDA or both on the CPU.
-        self.lifter = Lifter(options.lifter_path, "cuda" if self.provider == "CUDA" else "cpu", threads=options.threads)
+        self.lifter = Lifter(options.lifter_path, "cuda" if self.provider == "CUDA" else "cpu", threads=threads)
         self._detector_options = DetectorOptions(model_path=options.detector_path, input_height=options.input_height,
-                                                 device=options.device, threads=options.threads)
+                                                 device=options.device, threads=threads)
         self.models = {"detector": {**model_summary(self.session, options.detector_path),
                                     "input_height": options.input_height},
                        "lifter": model_summary(self.lifter.session, options.lifter_path)}

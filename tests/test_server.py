@@ -320,3 +320,16 @@ async def test_a_slow_reader_gets_fresh_poses_and_control_messages_still_arrive(
                     frames.append(message["frame"])
     assert frames == sorted(frames), "poses arrive in order"
     assert len(frames) == 300 - outbox.replaced, "every pose not replaced by a newer one arrived"
+
+
+async def test_streams_on_a_machine_with_only_the_loopback_interface(serve, monkeypatch):
+    import aioice.ice
+    import ifaddr
+
+    loopback_only = [ifaddr.Adapter("lo", "lo", [ifaddr.IP("127.0.0.1", 8, "lo"), ifaddr.IP(("::1", 0, 0), 128, "lo")])]
+    monkeypatch.setattr(aioice.ice.ifaddr, "get_adapters", lambda: loopback_only)
+    server = await serve(SleepingEstimator(0.0))
+    client = await stream(server, 0.5, drawn_frames())
+    await client.close()
+    assert "127.0.0.1" in client.pc.localDescription.sdp
+    assert len(client.poses) >= 5

@@ -79,6 +79,8 @@ async def serve_until_stopped(server: PoseServer) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(args.log_level)
+    if logging.getLogger().level > logging.DEBUG:  # one INFO line per HTTP request otherwise
+        logging.getLogger("websockets").setLevel(logging.WARNING)
     smoothing = OneEuroOptions(args.min_cutoff, args.beta, args.d_cutoff) if args.smoothing else None
     try:
         estimator = PoseEstimator(PipelineOptions(

@@ -47,6 +47,7 @@ class NoInference:
     """The transport floor: no model at all, an empty people list per frame."""
     provider = "none"
     models: dict = {}
+    smoothing = False
 
     def new_stream(self) -> NoInference:
         return self

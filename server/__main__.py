@@ -90,7 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     options = ServerOptions(host=args.host, port=args.port, max_peers=args.max_peers,
-                            ice_servers=tuple(args.ice_server), smoothing=args.smoothing)
+                            ice_servers=tuple(args.ice_server))
     try:
         asyncio.run(serve_until_stopped(PoseServer(options, estimator)))
     except CannotListen as exc:

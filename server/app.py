@@ -41,7 +41,6 @@ class ServerOptions:
     max_sdp_bytes: int = 64 * 1024
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; none needed on a LAN or one machine
     web_root: Path = paths.WEB
-    smoothing: bool = True  # reported in hello; the estimator does the smoothing
 
 
 class ClientError(Exception):
@@ -111,7 +110,7 @@ class PoseServer:
                              "cells_per_width": frametag.CELLS_PER_WIDTH},
                 "limits": {"max_message_bytes": o.max_message_bytes, "max_sdp_bytes": o.max_sdp_bytes,
                            "max_peers": o.max_peers},
-                "smoothing": o.smoothing}
+                "smoothing": self.estimator.smoothing}
 
     async def _handle(self, ws: ServerConnection) -> None:
         if len(self.sessions) >= self.options.max_peers:

@@ -46,6 +46,7 @@ class Estimator(Protocol):
     """Models loaded once and shared by all streams."""
     provider: str  # "CPU" | "CUDA"
     models: dict  # model info for the hello message
+    smoothing: bool  # whether the streams smooth their output
 
     def new_stream(self) -> FrameProcessor: ...
 
@@ -86,6 +87,7 @@ class PoseEstimator:
 
     def __init__(self, options: PipelineOptions = PipelineOptions()) -> None:
         self.options = options
+        self.smoothing = options.smoothing is not None
         threads = options.threads or default_threads()
         self.session = create_session(options.detector_path, options.device, threads=threads,
                                       hint="python -m export detector")

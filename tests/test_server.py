@@ -49,6 +49,7 @@ class SleepingProcessor:
 class SleepingEstimator:
     provider = "CPU"
     models = {"detector": {"file": "test-double"}, "lifter": {"file": "test-double"}}
+    smoothing = False
 
     def __init__(self, delay: float = 0.0) -> None:
         self.delay = delay
@@ -110,6 +111,7 @@ async def test_hello_describes_skeleton_models_and_limits(serve):
     assert hello["models"]["detector"]["file"] == "test-double"
     assert hello["limits"]["max_peers"] == 3
     assert hello["frametag"] == {"bits": 16, "cells": 18, "cells_per_width": 40}
+    assert hello["smoothing"] is False
 
 
 async def test_every_frame_gets_a_pose_message_with_its_latency(serve):

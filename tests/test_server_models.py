@@ -41,7 +41,7 @@ async def run_stream(estimator: PoseEstimator, frames, seconds: float) -> tuple[
 async def test_dancer_clip_gives_plausible_3d_poses(estimator):
     clip = shared_path("media/clips/dance_facing_camera.mp4")
     hello, poses = await run_stream(estimator, clip_frames(clip), 3.0)
-    assert hello["provider"] == "CPU"
+    assert hello["provider"] == "CPU" and hello["smoothing"] is True
     assert hello["models"]["detector"]["file"] == "openpose.onnx"
     assert hello["models"]["lifter"]["file"] == "lifter.onnx"
 

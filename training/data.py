@@ -25,8 +25,8 @@ from .rigs import L
 @dataclass
 class Noise2D:
     """Detector-like 2D errors, relative to the person's height in pixels."""
-    sigma: float = 0.012         # per-sample sigma drawn in [0, sigma] x height
-    floor_px: float = 1.5        # plus up to this many pixels
+    sigma: float = 0.018         # per-sample sigma drawn in [0, sigma] x height
+    floor_px: float = 3.0        # plus up to this many pixels
     outlier: float = 0.02        # probability that a point is badly off
     outlier_sigma: float = 0.08
 

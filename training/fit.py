@@ -48,6 +48,7 @@ class FitOptions:
     minutes: float | None = None      # time budget: the schedule ends at epochs or minutes, whichever first
     eval_limit: int = 3000            # validation samples per set scored each epoch
     disable: tuple[str, ...] = ()     # augmentations switched off (ablation)
+    init: Path | None = None          # start from this checkpoint's weights (fine-tuning)
 
     def sample_options(self) -> SampleOptions:
         pose = PoseAugment()
@@ -80,6 +81,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--eval-limit", type=int, default=d.eval_limit)
     parser.add_argument("--disable", nargs="*", default=[], choices=AUGMENTS,
                         help="switch pose-space augmentations off (ablation)")
+    parser.add_argument("--init", type=Path, help="start a new run from this checkpoint's weights")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -87,7 +89,8 @@ def run(args: argparse.Namespace) -> int:
                       model=ModelOptions(args.width, args.blocks, args.dropout),
                       epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, batch=args.batch,
                       lr=args.lr, lr_final=args.lr_final, seed=args.seed, threads=args.threads,
-                      minutes=args.minutes, eval_limit=args.eval_limit, disable=tuple(args.disable))
+                      minutes=args.minutes, eval_limit=args.eval_limit, disable=tuple(args.disable),
+                      init=args.init)
     fit(opts)
     return 0
 
@@ -116,6 +119,9 @@ def fit(opts: FitOptions) -> dict:
     steps_per_epoch = math.ceil(opts.samples_per_epoch / opts.batch)
     state = {"epoch": 0, "history": [], "best_score": math.inf, "train_seconds": 0.0}
     last = opts.out / "last.pt"
+    if opts.init and not last.is_file():
+        net.load_state_dict(load_checkpoint(opts.init)[0].state_dict())
+        log.info("starting from the weights of %s", opts.init)
     if last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)
         net.load_state_dict(ckpt["state_dict"])

@@ -22,16 +22,16 @@ class PoseAugment:
     """Switches and strengths; every part can be turned off for the ablation."""
     perturb: float = 0.5        # probability of joint-angle perturbation
     recombine: float = 0.3      # probability of taking arms / legs from other frames
-    postures: float = 0.3       # probability of a posture: sit, crouch, bend, lift a knee
+    postures: float = 0.35      # probability of a posture: sit, crouch, bend, lift a knee, reach, all fours
     tilt: float = 0.2           # probability of a whole-body tilt beyond upright
     bone_scale: float = 0.07    # per-bone length variation (fraction)
     body_scale: tuple[float, float] = (0.85, 1.12)
     # Trunk (pelvis to neck) length factor: part of the joint-definition jitter, since rigs
     # disagree (hips to shoulders: Bandai 400 mm, the climbing set 520 mm).
-    torso_scale: tuple[float, float] = (0.95, 1.45)
+    torso_scale: tuple[float, float] = (0.95, 1.4)
     # Perturbation standard deviations (degrees), clipped at 2.5 sigma.
     sigma_deg: dict[str, float] = field(default_factory=lambda: {
-        "spine": 8.0, "neck": 12.0, "hip": 18.0, "shoulder": 25.0, "elbow": 15.0, "knee": 12.0})
+        "spine": 8.0, "neck": 12.0, "hip": 18.0, "shoulder": 35.0, "elbow": 20.0, "knee": 12.0})
 
     @classmethod
     def off(cls) -> "PoseAugment":
@@ -141,16 +141,20 @@ def augment_rotations(rot: np.ndarray, trans: np.ndarray, parts: RigParts, opts:
 
 def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str, int],
               prob: float, rng: np.random.Generator) -> None:
-    """Sitting, crouching, bending and knee lifts: flexions about the body's left axis."""
+    """Sitting, crouching, bending, knee lifts, reaching and all fours: flexions about the body's
+    left axis, arms turned towards drawn directions, the whole body pitched forward."""
     b = len(rot)
     pos, glob = forward_kinematics(parts.parents, rot, trans)
     up, forward, left = body_axes(pos[:, parts.landmarks])
-    kind = np.where(rng.random(b) < prob, rng.integers(1, 5, b), 0)  # 0 none, 1 sit, 2 crouch, 3 bend, 4 knee
+    # 0 none, 1 sit, 2 crouch, 3 bend, 4 knee lift, 5 reach, 6 all fours
+    kind = np.where(rng.random(b) < prob, rng.integers(1, 7, b), 0)
     deg = np.radians
     hip = np.zeros((b, 2))
     knee = np.zeros((b, 2))
     bend = np.zeros(b)
-    sit, crouch, bends, lift = (kind == 1), (kind == 2), (kind == 3), (kind == 4)
+    sit, crouch, bends, lift, reach, fours = (kind == k for k in range(1, 7))
+    hip[fours] = rng.uniform(deg(70), deg(100), (fours.sum(), 1)) + rng.normal(0, deg(8), (fours.sum(), 2))
+    knee[fours] = rng.uniform(deg(70), deg(110), (fours.sum(), 1)) + rng.normal(0, deg(8), (fours.sum(), 2))
     hip[sit] = rng.uniform(deg(60), deg(100), (sit.sum(), 1)) + rng.normal(0, deg(8), (sit.sum(), 2))
     knee[sit] = rng.uniform(deg(60), deg(110), (sit.sum(), 1)) + rng.normal(0, deg(8), (sit.sum(), 2))
     hip[crouch] = rng.uniform(deg(80), deg(125), (crouch.sum(), 1)) + rng.normal(0, deg(6), (crouch.sum(), 2))
@@ -170,6 +174,36 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
         _world_turn(rot, g_thigh, parts.parents, kn, rodrigues(left, knee[:, k]), knee[:, k] != 0)
     if parts.spine:
         _world_turn(rot, glob, parts.parents, parts.spine[0], rodrigues(left, bend), bend != 0)
+
+    # Arms: reach in a drawn direction (forward half, any height), or straight ahead for all
+    # fours, where the whole body is then pitched forward so they point at the floor.
+    arms = reach | fours
+    if arms.any():
+        pos, glob = forward_kinematics(parts.parents, rot, trans)
+        both = fours | (rng.random(b) < 0.5)
+        for k, (name, out) in enumerate((("l", 1.0), ("r", -1.0))):
+            sh, el = lm[f"{name}_shoulder"], lm[f"{name}_elbow"]
+            target = np.where(fours[:, None], forward + rng.normal(0, 0.25, (b, 3)),
+                              rng.uniform(0.1, 1.0, (b, 1)) * forward + rng.uniform(-1, 1, (b, 1)) * up
+                              + out * rng.uniform(-0.2, 0.8, (b, 1)) * left)
+            mask = arms & (both | (rng.random(b) < 0.5))
+            q = rotation_between(pos[:, el] - pos[:, sh], target)
+            _world_turn(rot, glob, parts.parents, sh, q, mask)
+        pitch = rng.uniform(deg(65), deg(95), b)
+        root = int(np.flatnonzero(parts.parents < 0)[0])
+        rot[fours, root] = rodrigues(left, pitch)[fours] @ rot[fours, root]
+
+
+def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The smallest rotations [B,3,3] turning directions a [B,3] onto b [B,3]."""
+    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-9)
+    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-9)
+    axis = np.cross(a, b)
+    sin = np.linalg.norm(axis, axis=-1)
+    fallback = np.cross(a, np.where(np.abs(a[..., :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
+    axis = np.where(sin[..., None] > 1e-6, axis, fallback)
+    axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
+    return rodrigues(axis, np.arctan2(sin, np.sum(a * b, -1)))
 
 
 def tilt_bodies(points: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:

@@ -21,10 +21,11 @@ TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".html": "text/htm
          ".json": "application/json", ".wasm": "application/wasm", ".svg": "image/svg+xml"}
 
 
-def response(status: HTTPStatus, body: bytes, content_type: str, cache: str = "no-cache") -> Response:
+def response(status: HTTPStatus, body: bytes, content_type: str) -> Response:
+    # no-cache: the page and a re-installed three.js must never be served stale (the files are small and local).
     headers = Headers([("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close"),
                        ("Content-Length", str(len(body))), ("Content-Type", content_type),
-                       ("Cache-Control", cache), ("X-Content-Type-Options", "nosniff")])
+                       ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff")])
     return Response(status.value, status.phrase, headers, body)
 
 
@@ -73,7 +74,7 @@ class StaticFiles:
         if path.startswith(VENDOR):
             if not self.local_three:
                 return text_response(HTTPStatus.NOT_FOUND, "three.js is not installed locally (run scripts/setup)")
-            return self._file(self.three, path[len(VENDOR):], cache="public, max-age=86400")
+            return self._file(self.three, path[len(VENDOR):])
         relative = path.lstrip("/") or "index.html"
         if relative.endswith("/"):
             relative += "index.html"
@@ -88,8 +89,8 @@ class StaticFiles:
             return response(HTTPStatus.OK, html.encode(), "text/html; charset=utf-8")
         return self._file(self.root, relative)
 
-    def _file(self, base: Path, relative: str, cache: str = "no-cache") -> Response:
+    def _file(self, base: Path, relative: str) -> Response:
         file = resolve(base, relative)
         if file is None:
             return text_response(HTTPStatus.NOT_FOUND, "not found")
-        return response(HTTPStatus.OK, file.read_bytes(), content_type(file), cache)
+        return response(HTTPStatus.OK, file.read_bytes(), content_type(file))

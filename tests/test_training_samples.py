@@ -120,3 +120,14 @@ def test_metrics_known_values():
     flipped = gt.copy()
     flipped[:, H["l_ankle"]] = 2 * gt[:, H["l_knee"]] - gt[:, H["l_ankle"]]
     np.testing.assert_allclose(limb_angle(flipped, gt), 180 / 8)
+
+
+def test_rotation_between_turns_a_onto_b():
+    from training.posespace import rotation_between
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(50, 3))
+    b = np.concatenate([rng.normal(size=(48, 3)), -a[48:49], 2 * a[49:50]])  # incl. opposite and equal
+    q = rotation_between(a, b)
+    unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
+    np.testing.assert_allclose(np.einsum("bij,bj->bi", q, unit(a)), unit(b), atol=1e-9)
+    np.testing.assert_allclose(q @ np.swapaxes(q, 1, 2), np.broadcast_to(np.eye(3), q.shape), atol=1e-9)

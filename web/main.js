@@ -36,6 +36,7 @@ let failures = 0; // sessions in a row that ended before the server said hello
 let busyMessage = null; // the server's too_many_peers message, shown when it closes the session
 let personSeen = -Infinity; // performance.now() of the last pose with a person in it
 let source = null; // the camera's TaggedSource once the camera is open
+const drawn = { pose: undefined, pipeline: undefined }; // what the 2D drawings show
 
 function setState(name, details = {}) {
   const text = STATES[name](details);
@@ -105,8 +106,13 @@ function render(now, last) {
     stats.latency(performance.now() - poseDrawTime);
     poseDrawTime = null;
   }
-  if (!document.body.classList.contains("pipeline")) drawOverlay($("overlay"), video, pose, skeleton);
-  else drawPipeline(panels, (pose?.tagged && source?.frame(pose.frame)) || video, pose, skeleton);
+  // The 2D drawings change only with the pose (or the view): redrawing them every frame costs compositing.
+  const pipeline = document.body.classList.contains("pipeline");
+  if (pose !== drawn.pose || pipeline !== drawn.pipeline) {
+    if (!pipeline) drawOverlay($("overlay"), video, pose, skeleton);
+    else drawPipeline(panels, (pose?.tagged && source?.frame(pose.frame)) || video, pose, skeleton);
+    Object.assign(drawn, { pose, pipeline });
+  }
   requestAnimationFrame((t) => render(t, now));
 }
 

@@ -11,6 +11,16 @@ const JOINT_RADIUS = 0.028;
 const BONE_RADIUS = 0.016;
 const UP = new THREE.Vector3(0, 1, 0);
 const STILL_M = 1e-4; // easing steps below this are not worth a redraw
+// Without a GPU every WebGL frame costs ~20 ms of CPU (readback and software compositing),
+// CPU a server on the same machine needs: there the view redraws at most this often.
+const SOFTWARE_FPS = 12;
+
+/** Whether WebGL runs on the CPU (SwiftShader, llvmpipe: headless browsers, VMs, blocked GPUs). */
+function isSoftware(gl) {
+  const info = gl.getExtension("WEBGL_debug_renderer_info");
+  const name = String(gl.getParameter(info ? info.UNMASKED_RENDERER_WEBGL : gl.RENDERER));
+  return /swiftshader|llvmpipe|softpipe|software/i.test(name);
+}
 
 /** Camera axes (mm, y down, z away) -> three.js world (m, y up, towards the viewer). */
 function toWorld([x, y, z]) {
@@ -25,6 +35,7 @@ export class View3D {
     this.lift = DEFAULT_PELVIS_HEIGHT; // pelvis height above the grid, eased like the joints
     this.liftTarget = DEFAULT_PELVIS_HEIGHT;
     this.fresh = false; // a pose arrived since the last frame drawn
+    this.lastRender = -Infinity;
     this.dirty = true; // something changed since the last render: draw only then, to spare the CPU
     this.scene = new THREE.Scene();
     this.scene.background = new THREE.Color(0x111827);
@@ -40,7 +51,7 @@ export class View3D {
     this.camera = new THREE.PerspectiveCamera(40, 1, 0.05, 50);
     this.camera.position.set(0.8, 1.35, 2.9); // in front, a little to the side and above
     try {
-      this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+      this.renderer = new THREE.WebGLRenderer({ antialias: true });
     } catch (err) {
       // No WebGL: keep tracking the pose (the status line and test hook still work), say why there is no view.
       this.renderer = null;
@@ -49,6 +60,9 @@ export class View3D {
       return;
     }
     this.renderer.setPixelRatio(window.devicePixelRatio);
+    this.software = isSoftware(this.renderer.getContext());
+    this.minFrameMs = this.software ? 1000 / SOFTWARE_FPS : 0;
+    if (this.software) console.info(`posecast: software WebGL, the 3D view redraws at most ${SOFTWARE_FPS} times a second`);
     container.appendChild(this.renderer.domElement);
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
     this.controls.target.set(0, 0.85, 0);
@@ -109,7 +123,7 @@ export class View3D {
     }
   }
 
-  /** Ease towards the targets by dt seconds and draw. Returns whether this frame shows a new pose. */
+  /** Ease towards the targets by dt seconds and draw. Returns whether this frame shows a new pose first. */
   update(dt) {
     const k = 1 - Math.exp(-dt / EASE_SECONDS);
     let step = Math.abs(this.liftTarget - this.lift) * k;
@@ -141,13 +155,19 @@ export class View3D {
       bone.mesh.scale.set(1, length, 1);
       bone.mesh.material.opacity = Math.min(a.mesh.material.opacity, b.mesh.material.opacity);
     }
+    if (!this.renderer) return this.consumeFresh();
+    this.controls.update(); // fires "change" while damping carries on
+    const now = performance.now();
+    if (!(this.dirty || step > STILL_M) || now - this.lastRender < this.minFrameMs) return false;
+    this.renderer.render(this.scene, this.camera);
+    this.lastRender = now;
+    this.dirty = false;
+    return this.consumeFresh();
+  }
+
+  consumeFresh() {
     const fresh = this.fresh;
     this.fresh = false;
-    if (this.renderer) {
-      this.controls.update(); // fires "change" while damping carries on
-      if (this.dirty || step > STILL_M) this.renderer.render(this.scene, this.camera);
-      this.dirty = false;
-    }
     return fresh;
   }
 

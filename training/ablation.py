@@ -1,9 +1,10 @@
 """`python -m training ablation`: short runs with pose-space augmentations switched off.
 
-Each configuration trains the same small model for the same time budget (resumable: a rerun
-skips finished runs), then its best checkpoint is scored; the table compares cross-dataset
-(climbing) and Bandai held-out figures. Short runs on a shared CPU: differences of a few mm are
-within run-to-run noise, so read the table for large effects only.
+Each configuration trains the same small model on the same number of samples (not the same
+time: on a shared CPU that would not be fair; resumable: a rerun skips finished runs), then its
+best checkpoint is scored; the table compares cross-dataset (climbing) and Bandai held-out
+figures. Short runs: differences of a few mm are within run-to-run noise, so read the table
+for large effects only.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ CONFIGS: dict[str, tuple[str, ...]] = {
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", type=Path, default=paths.ROOT / "runs" / "ablation")
     parser.add_argument("--data", type=Path, default=DatasetFiles.default().root)
-    parser.add_argument("--minutes", type=float, default=4.0, help="training time per configuration")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs of 50,000 fresh samples per configuration")
     parser.add_argument("--width", type=int, default=512)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     rows = {}
     for name in args.configs:
         opts = FitOptions(out=args.out / name, data=args.data, model=ModelOptions(args.width, args.blocks),
-                          epochs=10_000, samples_per_epoch=50_000, minutes=args.minutes,
+                          epochs=args.epochs, samples_per_epoch=50_000,
                           threads=args.threads, disable=CONFIGS[name], eval_limit=2000)
         fit(opts)
         rows[name] = evaluate(load_predictor(opts.out / "best.pt"), DatasetFiles(args.data))

@@ -81,6 +81,7 @@ def export(checkpoint: Path, out: Path, files=None) -> dict:
         "data": DATA_SOURCES, "licence": LICENCE,
         "metrics": metrics, "metrics_note": "mean mm / degrees on validation sets built by `python -m training prepare`",
         "training": {"epochs": ckpt["epoch"], "minutes": round(ckpt["train_seconds"] / 60, 1),
+                     **_whole_run(checkpoint),
                      "best_score_mm": round(float(ckpt["best_score"]), 1),
                      "selection": "best epoch by climbing-set bone-corrected P-MPJPE (cross-dataset)",
                      "options": ckpt["fit_options"]},
@@ -95,6 +96,19 @@ def export(checkpoint: Path, out: Path, files=None) -> dict:
     log.info("wrote %s (%.1f MB) and %s; parity %.5f mm", out, out.stat().st_size / 1e6,
              out.with_suffix(".json").name, manifest["parity_max_abs_mm"])
     return manifest
+
+
+def _whole_run(checkpoint: Path) -> dict:
+    """The whole run's length, from last.pt beside the exported checkpoint (if it is there)."""
+    import torch
+
+    last = checkpoint.with_name("last.pt")
+    if last == checkpoint or not last.is_file():
+        return {}
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    return {"run_epochs": ckpt["epoch"], "run_minutes": round(ckpt["train_seconds"] / 60, 1),
+            "samples_per_epoch": int(ckpt["fit_options"]["samples_per_epoch"]),
+            "torch_threads": ckpt["fit_options"]["threads"]}
 
 
 def _parity(model, net) -> float:

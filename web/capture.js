@@ -89,10 +89,11 @@ export class TaggedSource {
     }
     ctx.drawImage(video, 0, 0, canvas.width, canvas.height);
     if (this.layout) {
+      const modulus = 2 ** this.layout.bits;
+      this.keep(this.nextId % modulus); // before the tag goes on: the pipeline view shows the clean frame
       const tag = drawTag(ctx, canvas.width, this.nextId++, this.layout);
       this.drawTimes.set(tag, now);
-      this.drawTimes.delete((tag - KEEP_TAGS + 2 ** this.layout.bits) % 2 ** this.layout.bits);
-      this.keep(tag);
+      this.drawTimes.delete((tag - KEEP_TAGS + modulus) % modulus);
     }
     this.track.requestFrame?.();
   }

@@ -16,7 +16,7 @@ import numpy as np
 
 from posecast.skeleton import C, coco18_to_h36m17
 
-from .rigs import LEG_MM, L, body_axes
+from .rigs import LEG_MM, L, body_axes, unit
 
 # Face points in the head frame (up, forward, left), mm, origin at the skull base, for an
 # adult with LEG_MM legs.
@@ -48,9 +48,9 @@ class DefinitionJitter:
 
 def head_frame_from_body(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Head (up, forward) for position-only mocap: up along the neck, forward from the torso."""
-    up = _unit(landmarks[..., L["head"], :] - landmarks[..., L["neck"], :])
+    up = unit(landmarks[..., L["head"], :] - landmarks[..., L["neck"], :])
     _, forward, _ = body_axes(landmarks)
-    return up, _unit(forward - up * np.sum(forward * up, -1, keepdims=True))
+    return up, unit(forward - up * np.sum(forward * up, -1, keepdims=True))
 
 
 def coco18_points(landmarks: np.ndarray, head_up: np.ndarray, head_forward: np.ndarray,
@@ -103,7 +103,3 @@ def h36m17_from_coco3d(coco: np.ndarray) -> np.ndarray:
     """Pelvis-relative Human3.6M-17 3D joints [B,17,3] from complete COCO-18 3D points."""
     joints, _ = coco18_to_h36m17(coco, np.ones(coco.shape[:-1], np.float32))
     return joints - joints[:, :1]
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)

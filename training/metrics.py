@@ -12,6 +12,8 @@ import numpy as np
 
 from posecast.skeleton import H36M17_EDGES, H36M17_LIMBS
 
+from .rigs import unit
+
 
 def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - gt, axis=-1).mean(-1)
@@ -39,9 +41,7 @@ def with_true_bones(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     out = np.zeros_like(pred)
     out[:, 0] = pred[:, 0]
     for a, b in H36M17_EDGES:  # parents come before children
-        d = pred[:, b] - pred[:, a]
-        d /= np.maximum(np.linalg.norm(d, axis=-1, keepdims=True), 1e-9)
-        out[:, b] = out[:, a] + d * np.linalg.norm(gt[:, b] - gt[:, a], axis=-1, keepdims=True)
+        out[:, b] = out[:, a] + unit(pred[:, b] - pred[:, a]) * np.linalg.norm(gt[:, b] - gt[:, a], axis=-1, keepdims=True)
     return out
 
 

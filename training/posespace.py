@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .bvh import forward_kinematics
-from .rigs import L, body_axes
+from .rigs import L, body_axes, unit
 
 
 @dataclass
@@ -88,8 +88,7 @@ def rodrigues(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
 
 
 def random_rotations(n: int, sigma_rad: float, rng: np.random.Generator) -> np.ndarray:
-    axis = rng.normal(size=(n, 3))
-    axis /= np.linalg.norm(axis, axis=1, keepdims=True)
+    axis = unit(rng.normal(size=(n, 3)))
     angle = np.clip(rng.normal(0, sigma_rad, n), -2.5 * sigma_rad, 2.5 * sigma_rad)
     return rodrigues(axis, angle)
 
@@ -196,14 +195,12 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
 
 def rotation_between(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """The smallest rotations [B,3,3] turning directions a [B,3] onto b [B,3]."""
-    a = a / np.maximum(np.linalg.norm(a, axis=-1, keepdims=True), 1e-9)
-    b = b / np.maximum(np.linalg.norm(b, axis=-1, keepdims=True), 1e-9)
+    a, b = unit(a), unit(b)
     axis = np.cross(a, b)
     sin = np.linalg.norm(axis, axis=-1)
     fallback = np.cross(a, np.where(np.abs(a[..., :1]) < 0.9, [[1.0, 0, 0]], [[0, 1.0, 0]]))
     axis = np.where(sin[..., None] > 1e-6, axis, fallback)
-    axis /= np.maximum(np.linalg.norm(axis, axis=-1, keepdims=True), 1e-9)
-    return rodrigues(axis, np.arctan2(sin, np.sum(a * b, -1)))
+    return rodrigues(unit(axis), np.arctan2(sin, np.sum(a * b, -1)))
 
 
 def tilt_bodies(points: np.ndarray, prob: float, rng: np.random.Generator) -> np.ndarray:

@@ -91,12 +91,13 @@ def body_axes(points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Unit (up, forward, left) vectors of the torso from landmarks [...,14,3] (Y up or not)."""
     hips = 0.5 * (points[..., L["l_hip"], :] + points[..., L["r_hip"], :])
     shoulders = 0.5 * (points[..., L["l_shoulder"], :] + points[..., L["r_shoulder"], :])
-    up = _unit(shoulders - hips)
+    up = unit(shoulders - hips)
     left = points[..., L["l_shoulder"], :] - points[..., L["r_shoulder"], :] \
         + points[..., L["l_hip"], :] - points[..., L["r_hip"], :]
-    left = _unit(left - up * np.sum(left * up, -1, keepdims=True))
+    left = unit(left - up * np.sum(left * up, -1, keepdims=True))
     return up, np.cross(left, up), left
 
 
-def _unit(v: np.ndarray) -> np.ndarray:
+def unit(v: np.ndarray) -> np.ndarray:
+    """Unit vectors along the last axis (zero vectors stay finite)."""
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-9)

@@ -38,8 +38,8 @@ class FitOptions:
     out: Path = paths.ROOT / "runs" / "lifter"
     data: Path = field(default_factory=lambda: DatasetFiles.default().root)
     model: ModelOptions = field(default_factory=ModelOptions)
-    epochs: int = 20
-    samples_per_epoch: int = 200_000
+    epochs: int = 100
+    samples_per_epoch: int = 100_000
     batch: int = 256
     lr: float = 1e-3
     lr_final: float = 5e-5

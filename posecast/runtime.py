@@ -28,6 +28,9 @@ def _options(threads: int | None) -> ort.SessionOptions:
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.intra_op_num_threads = threads or os.cpu_count() or 1
     opts.inter_op_num_threads = 1
+    # Idle workers spin by default; on a few shared cores that steals CPU from the other model,
+    # the WebRTC decoder and the other peers (measured: 3x slower network under load).
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return opts
 
 

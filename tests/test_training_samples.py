@@ -56,7 +56,7 @@ def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
     rot = motion.rot.astype(np.float64)
     trans = motion.offsets[motion.clip].astype(np.float64)
     opts = PoseAugment(perturb=1.0, recombine=1.0, postures=1.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0),
-                       torso_scale=(1.0, 1.0))
+                       torso_scale=(1.0, 1.0), proportions=0.0)
     new_rot, new_trans = augment_rotations(rot, trans, motion.parts, opts, rng)
     before, _ = forward_kinematics(motion.parents, rot, trans)
     after, _ = forward_kinematics(motion.parents, new_rot, new_trans)
@@ -73,6 +73,26 @@ def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
                                 body_scale=(1.0, 1.0))
     sat, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, postures_only, rng))
     assert knees_forward(sat) > knees_forward(before) + 80
+
+
+def test_limb_proportions_lengthen_both_sides_alike(motion):
+    rng = np.random.default_rng(0)
+    rot = motion.rot.astype(np.float64)
+    trans = motion.offsets[motion.clip].astype(np.float64)
+    opts = PoseAugment.off()
+    opts.proportions = 1.0
+    opts.limb_scale = {"upper_arm": (1.3, 1.4), "forearm": (1.0, 1.0), "thigh": (1.0, 1.0), "shin": (0.8, 0.9)}
+    before, _ = forward_kinematics(motion.parents, rot, trans)
+    after, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, opts, rng))
+
+    def length(pos, side, a, b):
+        lm = pos[:, motion.landmarks]
+        return np.linalg.norm(lm[:, L[f"{side}_{b}"]] - lm[:, L[f"{side}_{a}"]], axis=-1)
+    for a, b, lo, hi in (("shoulder", "elbow", 1.3, 1.4), ("elbow", "wrist", 1.0, 1.0),
+                         ("hip", "knee", 1.0, 1.0), ("knee", "ankle", 0.8, 0.9)):
+        ratio = {side: length(after, side, a, b) / length(before, side, a, b) for side in "lr"}
+        assert ratio["l"].min() >= lo - 1e-6 and ratio["l"].max() <= hi + 1e-6, (a, b)
+        np.testing.assert_allclose(ratio["l"], ratio["r"], atol=1e-6)  # people are symmetric
 
 
 def test_dropout_marks_joints_missing(motion):

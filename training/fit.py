@@ -30,7 +30,7 @@ from .model import LifterNet, ModelOptions
 from .posespace import PoseAugment
 
 log = logging.getLogger(__name__)
-AUGMENTS = ("perturb", "recombine", "postures", "tilt", "bone_scale", "jitter")
+AUGMENTS = ("perturb", "recombine", "postures", "tilt", "bone_scale", "proportions", "jitter")
 
 
 @dataclass
@@ -69,6 +69,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=d.model.width)
     parser.add_argument("--blocks", type=int, default=d.model.blocks)
     parser.add_argument("--dropout", type=float, default=d.model.dropout)
+    parser.add_argument("--no-passthrough", dest="passthrough", action="store_false",
+                        help="the paper's plain MLP, without the 2D pass-through (see training/model.py)")
     parser.add_argument("--epochs", type=int, default=d.epochs)
     parser.add_argument("--samples-per-epoch", type=int, default=d.samples_per_epoch)
     parser.add_argument("--batch", type=int, default=d.batch)
@@ -86,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     opts = FitOptions(out=args.out, data=args.data,
-                      model=ModelOptions(args.width, args.blocks, args.dropout),
+                      model=ModelOptions(args.width, args.blocks, args.dropout, args.passthrough),
                       epochs=args.epochs, samples_per_epoch=args.samples_per_epoch, batch=args.batch,
                       lr=args.lr, lr_final=args.lr_final, seed=args.seed, threads=args.threads,
                       minutes=args.minutes, eval_limit=args.eval_limit, disable=tuple(args.disable),
@@ -99,7 +101,8 @@ def load_checkpoint(path: Path) -> tuple[LifterNet, dict]:
     if not Path(path).is_file():
         raise FileNotFoundError(f"checkpoint not found: {path} (train with `python -m training fit`)")
     ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    net = LifterNet(ckpt["stats"], ModelOptions(**ckpt["model_options"]))
+    # Checkpoints from before the 2D pass-through have no such option: they were made without it.
+    net = LifterNet(ckpt["stats"], ModelOptions(**{"passthrough": False, **ckpt["model_options"]}))
     net.load_state_dict(ckpt["state_dict"])
     net.eval()
     return net, ckpt
@@ -120,7 +123,9 @@ def fit(opts: FitOptions) -> dict:
     state = {"epoch": 0, "history": [], "best_score": math.inf, "train_seconds": 0.0}
     last = opts.out / "last.pt"
     if opts.init and not last.is_file():
-        net.load_state_dict(load_checkpoint(opts.init)[0].state_dict())
+        missing, unexpected = net.load_state_dict(load_checkpoint(opts.init)[0].state_dict(), strict=False)
+        if unexpected or any(not k.startswith("pass_") for k in missing):
+            raise ValueError(f"{opts.init} does not fit this model: missing {missing}, unexpected {unexpected}")
         log.info("starting from the weights of %s", opts.init)
     if last.is_file():
         ckpt = torch.load(last, map_location="cpu", weights_only=False)

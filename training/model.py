@@ -7,7 +7,11 @@ needs no outside pre- or post-processing:
     feature, so the network knows what it was not told;
   - the 2D pose is centred on its visible joints' mean and divided by their RMS spread:
     the same pose anywhere in the image and at any pixel size gives the same input;
-  - 16 joints are predicted (standardised, as in the paper) and the pelvis is set to exactly 0.
+  - 16 joints are predicted (standardised, as in the paper) and the pelvis is set to exactly 0;
+  - a 2D pass-through (optional, on for new models): each joint's x and y also get its input
+    position relative to the pelvis times a scale the network predicts (mm per normalised unit).
+    The MLP then only predicts depth and a correction in the image plane, instead of re-drawing
+    the 2D it was given (the in-plane part of the limb-direction error).
 """
 from __future__ import annotations
 
@@ -24,6 +28,10 @@ class ModelOptions:
     width: int = 1024
     blocks: int = 2
     dropout: float = 0.25
+    passthrough: bool = True
+
+
+PASS_MM = 500.0  # the pass-through's scale unit, about the RMS spread of a body in mm
 
 
 def normalise_2d(keypoints: torch.Tensor, confidence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,13 +68,26 @@ class LifterNet(nn.Module):
                                   nn.ReLU(), nn.Dropout(opts.dropout))
         self.blocks = nn.Sequential(*(Block(opts.width, opts.dropout) for _ in range(opts.blocks)))
         self.head = nn.Linear(opts.width, (JOINTS - 1) * 3)
+        if opts.passthrough:
+            # Zero-initialised, so a model fine-tuned from one without it starts out identical.
+            self.pass_scale = nn.Linear(opts.width, 1)
+            nn.init.zeros_(self.pass_scale.weight)
+            nn.init.zeros_(self.pass_scale.bias)
 
     def standardised(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         """The network's own output: standardised 3D of the 16 non-pelvis joints [N,48]."""
-        x, weight = normalise_2d(keypoints, confidence)
-        x = torch.where(weight.unsqueeze(-1) > 0, (x - self.mean2d) / self.std2d, torch.zeros_like(x))
+        pose, weight = normalise_2d(keypoints, confidence)
+        x = torch.where(weight.unsqueeze(-1) > 0, (pose - self.mean2d) / self.std2d, torch.zeros_like(pose))
         features = torch.cat([x.flatten(1), weight], 1)
-        return self.head(self.blocks(self.stem(features)))
+        hidden = self.blocks(self.stem(features))
+        out = self.head(hidden)
+        if not self.opts.passthrough:
+            return out
+        # Only where both the joint and the pelvis were seen; otherwise the MLP alone answers.
+        seen = (weight[:, 1:] * weight[:, :1]).unsqueeze(-1)
+        planar = (pose[:, 1:] - pose[:, :1]) * seen * (PASS_MM * self.pass_scale(hidden)).unsqueeze(-1)
+        out = out.view(-1, JOINTS - 1, 3)
+        return torch.cat([out[..., :2] + planar / self.std3d[:, :2], out[..., 2:]], -1).flatten(1)
 
     def to_mm(self, standardised: torch.Tensor) -> torch.Tensor:
         joints = standardised.view(-1, JOINTS - 1, 3) * self.std3d + self.mean3d
@@ -82,6 +103,7 @@ class LifterNet(nn.Module):
     @torch.no_grad()
     def apply_max_norm(self, max_norm: float = 1.0) -> None:
         """Max-norm on the hidden layers (those followed by batch norm), as in the paper."""
+        outputs = (self.head, getattr(self, "pass_scale", None))
         for module in self.modules():
-            if isinstance(module, nn.Linear) and module is not self.head:
+            if isinstance(module, nn.Linear) and module not in outputs:
                 module.weight.copy_(torch.renorm(module.weight, 2, 0, max_norm))

@@ -29,6 +29,12 @@ class PoseAugment:
     # Trunk (pelvis to neck) length factor: part of the joint-definition jitter, since rigs
     # disagree (hips to shoulders: Bandai 400 mm, the climbing set 520 mm).
     torso_scale: tuple[float, float] = (0.95, 1.4)
+    # Probability of drawn limb proportions (both sides alike): people's arms and shins, relative
+    # to the rest, vary more than the per-bone jitter; the Bandai rig's arms are short
+    # (upper arm 243 mm against the climbing actor's 312 mm) and its shins as long as its thighs.
+    proportions: float = 0.6
+    limb_scale: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "upper_arm": (1.0, 1.4), "forearm": (0.95, 1.25), "thigh": (0.9, 1.1), "shin": (0.95, 1.25)})
     # Perturbation standard deviations (degrees), clipped at 2.5 sigma.
     sigma_deg: dict[str, float] = field(default_factory=lambda: {
         "spine": 8.0, "neck": 12.0, "hip": 18.0, "shoulder": 35.0, "elbow": 20.0, "knee": 12.0})
@@ -36,7 +42,7 @@ class PoseAugment:
     @classmethod
     def off(cls) -> "PoseAugment":
         return cls(perturb=0.0, recombine=0.0, postures=0.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0),
-                   torso_scale=(1.0, 1.0))
+                   torso_scale=(1.0, 1.0), proportions=0.0)
 
 
 @dataclass
@@ -50,6 +56,7 @@ class RigParts:
     neck: list[int]
     legs: np.ndarray             # joint indices of both legs (thigh roots and below)
     arms: np.ndarray             # joint indices of both arms (clavicles and below)
+    limbs: dict[str, list[int]]  # joints whose offsets make each limb segment, both sides
 
     @classmethod
     def of(cls, parents: np.ndarray, landmarks: np.ndarray) -> "RigParts":
@@ -59,6 +66,11 @@ class RigParts:
                 out.append(j)
                 j = int(parents[j])
             return out[::-1]
+
+        def segment(top: str, bottom: str) -> list[int]:
+            # Offsets below `top` down to `bottom` (twist joints in between included), both sides.
+            return [j for side in "lr" for j in chain(lm[f"{side}_{bottom}"])
+                    if j not in chain(lm[f"{side}_{top}"])]
 
         def subtree(root: int) -> list[int]:
             keep = [root]
@@ -74,8 +86,10 @@ class RigParts:
         neck = chain(lm["head"])[len(to_neck) - 1:]
         legs = subtree(lm["l_hip"]) + subtree(lm["r_hip"])
         arms = subtree(int(parents[lm["l_shoulder"]])) + subtree(int(parents[lm["r_shoulder"]]))
+        limbs = {"upper_arm": segment("shoulder", "elbow"), "forearm": segment("elbow", "wrist"),
+                 "thigh": segment("hip", "knee"), "shin": segment("knee", "ankle")}
         return cls(parents, landmarks, lm["head"], spine[:-1] or spine, spine, neck,
-                   np.array(legs), np.array(arms))
+                   np.array(legs), np.array(arms), limbs)
 
 
 def rodrigues(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
@@ -131,6 +145,10 @@ def augment_rotations(rot: np.ndarray, trans: np.ndarray, parts: RigParts, opts:
 
     if opts.torso_scale != (1.0, 1.0):
         trans[:, parts.trunk] *= rng.uniform(*opts.torso_scale, size=(b, 1, 1))
+    if opts.proportions > 0:
+        pick = rng.random(b) < opts.proportions
+        for name, (lo, hi) in opts.limb_scale.items():
+            trans[:, parts.limbs[name]] *= np.where(pick, rng.uniform(lo, hi, b), 1.0)[:, None, None]
     if opts.bone_scale > 0 or opts.body_scale != (1.0, 1.0):
         scale = rng.uniform(*opts.body_scale, size=(b, 1, 1))
         scale = scale * rng.uniform(1 - opts.bone_scale, 1 + opts.bone_scale, size=(b, trans.shape[1], 1))

@@ -82,6 +82,7 @@ def export(checkpoint: Path, out: Path, files=None) -> dict:
         "metrics": metrics, "metrics_note": "mean mm / degrees on validation sets built by `python -m training prepare`",
         "training": {"epochs": ckpt["epoch"], "minutes": round(ckpt["train_seconds"] / 60, 1),
                      **_whole_run(checkpoint),
+                     "continued_from": _lineage(ckpt),
                      "best_score_mm": round(float(ckpt["best_score"]), 1),
                      "selection": "best epoch by climbing-set bone-corrected P-MPJPE (cross-dataset)",
                      "options": ckpt["fit_options"]},
@@ -109,6 +110,20 @@ def _whole_run(checkpoint: Path) -> dict:
     return {"run_epochs": ckpt["epoch"], "run_minutes": round(ckpt["train_seconds"] / 60, 1),
             "samples_per_epoch": int(ckpt["fit_options"]["samples_per_epoch"]),
             "torch_threads": ckpt["fit_options"]["threads"]}
+
+
+def _lineage(ckpt: dict) -> list[dict]:
+    """The checkpoints a fine-tuned run started from (`fit --init`), newest first, while they exist."""
+    import torch
+
+    chain: list[dict] = []
+    init = ckpt.get("fit_options", {}).get("init", "None")
+    while init not in ("None", "") and Path(init).is_file() and len(chain) < 10:
+        parent = torch.load(init, map_location="cpu", weights_only=False)
+        chain.append({"checkpoint": init,
+                      "epoch": parent["epoch"], "minutes": round(parent["train_seconds"] / 60, 1)})
+        init = parent.get("fit_options", {}).get("init", "None")
+    return chain
 
 
 def _parity(model, net) -> float:

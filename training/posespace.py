@@ -22,7 +22,7 @@ class PoseAugment:
     """Switches and strengths; every part can be turned off for the ablation."""
     perturb: float = 0.5        # probability of joint-angle perturbation
     recombine: float = 0.3      # probability of taking arms / legs from other frames
-    postures: float = 0.35      # probability of a posture: sit, crouch, bend, lift a knee, reach, all fours
+    postures: float = 0.45      # probability of a posture: sit, crouch, bend, lift a knee, reach, all fours, kneel, lunge
     tilt: float = 0.2           # probability of a whole-body tilt beyond upright
     bone_scale: float = 0.07    # per-bone length variation (fraction)
     body_scale: tuple[float, float] = (0.85, 1.12)
@@ -158,18 +158,19 @@ def augment_rotations(rot: np.ndarray, trans: np.ndarray, parts: RigParts, opts:
 
 def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str, int],
               prob: float, rng: np.random.Generator) -> None:
-    """Sitting, crouching, bending, knee lifts, reaching and all fours: flexions about the body's
-    left axis, arms turned towards drawn directions, the whole body pitched forward."""
+    """Sitting, crouching, bending, knee lifts, reaching, all fours, kneeling and lunges (one knee
+    down, as when climbing onto something): flexions about the body's left axis, arms turned
+    towards drawn directions, the whole body pitched forward."""
     b = len(rot)
     pos, glob = forward_kinematics(parts.parents, rot, trans)
     up, forward, left = body_axes(pos[:, parts.landmarks])
-    # 0 none, 1 sit, 2 crouch, 3 bend, 4 knee lift, 5 reach, 6 all fours
-    kind = np.where(rng.random(b) < prob, rng.integers(1, 7, b), 0)
+    # 0 none, 1 sit, 2 crouch, 3 bend, 4 knee lift, 5 reach, 6 all fours, 7 kneel, 8 lunge
+    kind = np.where(rng.random(b) < prob, rng.integers(1, 9, b), 0)
     deg = np.radians
     hip = np.zeros((b, 2))
     knee = np.zeros((b, 2))
     bend = np.zeros(b)
-    sit, crouch, bends, lift, reach, fours = (kind == k for k in range(1, 7))
+    sit, crouch, bends, lift, reach, fours, kneel, lunge = (kind == k for k in range(1, 9))
     hip[fours] = rng.uniform(deg(70), deg(100), (fours.sum(), 1)) + rng.normal(0, deg(8), (fours.sum(), 2))
     knee[fours] = rng.uniform(deg(70), deg(110), (fours.sum(), 1)) + rng.normal(0, deg(8), (fours.sum(), 2))
     hip[sit] = rng.uniform(deg(60), deg(100), (sit.sum(), 1)) + rng.normal(0, deg(8), (sit.sum(), 2))
@@ -181,6 +182,16 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
     side = rng.integers(2, size=lift.sum())
     hip[lift, side] = rng.uniform(deg(30), deg(110), lift.sum())
     knee[lift, side] = rng.uniform(deg(20), deg(120), lift.sum())
+    # Kneeling: thighs about upright, shins folded back; a lunge has the other foot forward.
+    hip[kneel] = rng.uniform(deg(-10), deg(40), (kneel.sum(), 1)) + rng.normal(0, deg(8), (kneel.sum(), 2))
+    knee[kneel] = rng.uniform(deg(80), deg(130), (kneel.sum(), 1)) + rng.normal(0, deg(8), (kneel.sum(), 2))
+    side = rng.integers(2, size=lunge.sum())
+    rows = np.flatnonzero(lunge)
+    hip[rows, side] = rng.uniform(deg(60), deg(110), lunge.sum())
+    knee[rows, side] = rng.uniform(deg(60), deg(110), lunge.sum())
+    hip[rows, 1 - side] = rng.uniform(deg(-20), deg(20), lunge.sum())
+    knee[rows, 1 - side] = rng.uniform(deg(70), deg(120), lunge.sum())
+    bend[kneel | lunge] = rng.uniform(deg(-5), deg(40), (kneel | lunge).sum())
 
     for k, (h, kn) in enumerate(((lm["l_hip"], lm["l_knee"]), (lm["r_hip"], lm["r_knee"]))):
         q_hip = rodrigues(left, -hip[:, k])

@@ -1,5 +1,8 @@
 """`python -m training ablation`: short runs with pose-space augmentations switched off.
 
+One more row, `-passthrough`, trains the paper's plain MLP (no 2D pass-through, see model.py)
+with everything else on.
+
 Each configuration trains the same small model on the same number of samples (not the same
 time: on a shared CPU that would not be fair; resumable: a rerun skips finished runs), then its
 best checkpoint is scored; the table compares cross-dataset (climbing) and Bandai held-out
@@ -25,6 +28,7 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     "all": (),
     **{f"-{name}": (name,) for name in AUGMENTS},
     "none": AUGMENTS,
+    "-passthrough": (),
 }
 
 
@@ -41,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = {}
     for name in args.configs:
-        opts = FitOptions(out=args.out / name, data=args.data, model=ModelOptions(args.width, args.blocks),
+        model = ModelOptions(args.width, args.blocks, passthrough=name != "-passthrough")
+        opts = FitOptions(out=args.out / name, data=args.data, model=model,
                           epochs=args.epochs, samples_per_epoch=50_000,
                           threads=args.threads, disable=CONFIGS[name], eval_limit=2000)
         fit(opts)

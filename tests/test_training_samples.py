@@ -95,6 +95,25 @@ def test_limb_proportions_lengthen_both_sides_alike(motion):
         np.testing.assert_allclose(ratio["l"], ratio["r"], atol=1e-6)  # people are symmetric
 
 
+def test_abduction_takes_both_arms_away_from_the_body(motion):
+    rng = np.random.default_rng(0)
+    rot = motion.rot.astype(np.float64)
+    trans = motion.offsets[motion.clip].astype(np.float64)
+    opts = PoseAugment.off()
+    opts.abduct = 1.0
+    before, _ = forward_kinematics(motion.parents, rot, trans)
+    after, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, opts, rng))
+    bones = lambda p: np.linalg.norm(p[:, 1:] - p[:, motion.parents[1:]], axis=-1)  # noqa: E731
+    np.testing.assert_allclose(bones(after), bones(before), atol=1e-3)
+
+    def outwards(pos, side, sign):  # how far the elbow sits out from the shoulder, along the body's left
+        lm = pos[:, motion.landmarks]
+        _, _, left = body_axes(lm)
+        return sign * np.sum((lm[:, L[f"{side}_elbow"]] - lm[:, L[f"{side}_shoulder"]]) * left, -1)
+    for side, sign in (("l", 1.0), ("r", -1.0)):
+        assert outwards(after, side, sign).mean() > outwards(before, side, sign).mean() + 40, side
+
+
 def test_dropout_marks_joints_missing(motion):
     rng = np.random.default_rng(0)
     frames = np.arange(len(motion.rot))

@@ -30,7 +30,7 @@ from .model import LifterNet, ModelOptions
 from .posespace import PoseAugment
 
 log = logging.getLogger(__name__)
-AUGMENTS = ("perturb", "recombine", "postures", "tilt", "bone_scale", "proportions", "jitter")
+AUGMENTS = ("perturb", "recombine", "postures", "tilt", "abduct", "bone_scale", "proportions", "jitter")
 
 
 @dataclass

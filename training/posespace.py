@@ -24,6 +24,10 @@ class PoseAugment:
     recombine: float = 0.3      # probability of taking arms / legs from other frames
     postures: float = 0.45      # probability of a posture: sit, crouch, bend, lift a knee, reach, all fours, kneel, lunge
     tilt: float = 0.2           # probability of a whole-body tilt beyond upright
+    # Probability of arms held away from the body (abducted up to abduct_deg): Bandai's arms
+    # hang close to the body, the climbing actor's (and many people's) 25 degrees out or more.
+    abduct: float = 0.3
+    abduct_deg: float = 45.0
     bone_scale: float = 0.07    # per-bone length variation (fraction)
     body_scale: tuple[float, float] = (0.85, 1.12)
     # Trunk (pelvis to neck) length factor: part of the joint-definition jitter, since rigs
@@ -41,8 +45,8 @@ class PoseAugment:
 
     @classmethod
     def off(cls) -> "PoseAugment":
-        return cls(perturb=0.0, recombine=0.0, postures=0.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0),
-                   torso_scale=(1.0, 1.0), proportions=0.0)
+        return cls(perturb=0.0, recombine=0.0, postures=0.0, tilt=0.0, abduct=0.0, bone_scale=0.0,
+                   body_scale=(1.0, 1.0), torso_scale=(1.0, 1.0), proportions=0.0)
 
 
 @dataclass
@@ -140,8 +144,8 @@ def augment_rotations(rot: np.ndarray, trans: np.ndarray, parts: RigParts, opts:
             for j in joints:
                 rot[pick, j] = rot[pick, j] @ random_rotations(int(pick.sum()), s, rng)
 
-    if opts.postures > 0:
-        _postures(rot, trans, parts, lm, opts.postures, rng)
+    if opts.postures > 0 or opts.abduct > 0:
+        _postures(rot, trans, parts, lm, opts, rng)
 
     if opts.torso_scale != (1.0, 1.0):
         trans[:, parts.trunk] *= rng.uniform(*opts.torso_scale, size=(b, 1, 1))
@@ -157,7 +161,7 @@ def augment_rotations(rot: np.ndarray, trans: np.ndarray, parts: RigParts, opts:
 
 
 def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str, int],
-              prob: float, rng: np.random.Generator) -> None:
+              opts: PoseAugment, rng: np.random.Generator) -> None:
     """Sitting, crouching, bending, knee lifts, reaching, all fours, kneeling and lunges (one knee
     down, as when climbing onto something): flexions about the body's left axis, arms turned
     towards drawn directions, the whole body pitched forward."""
@@ -165,8 +169,14 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
     pos, glob = forward_kinematics(parts.parents, rot, trans)
     up, forward, left = body_axes(pos[:, parts.landmarks])
     # 0 none, 1 sit, 2 crouch, 3 bend, 4 knee lift, 5 reach, 6 all fours, 7 kneel, 8 lunge
-    kind = np.where(rng.random(b) < prob, rng.integers(1, 9, b), 0)
+    kind = np.where(rng.random(b) < opts.postures, rng.integers(1, 9, b), 0)
     deg = np.radians
+    # Arms out to the side: about the body's forward axis, +a turns a hanging arm towards left.
+    # Done in the upright frame, so a later bend or pitch carries the arms along.
+    out = rng.random(b) < opts.abduct
+    for name, sign in (("l", 1.0), ("r", -1.0)):
+        angle = np.where(out, rng.uniform(0, deg(opts.abduct_deg), b), 0.0)
+        _world_turn(rot, glob, parts.parents, lm[f"{name}_shoulder"], rodrigues(forward, sign * angle), angle != 0)
     hip = np.zeros((b, 2))
     knee = np.zeros((b, 2))
     bend = np.zeros(b)

@@ -35,7 +35,7 @@ class Noise2D:
 class Dropout:
     """Joints marked missing (confidence 0) on the COCO-18 points, before conversion."""
     random: float = 0.25          # probability of per-joint random dropout (rate up to 0.2)
-    legs: float = 0.12            # knees and ankles
+    legs: float = 0.2             # knees and ankles
     lower_body: float = 0.10      # hips, knees and ankles (seen from the waist up)
     arm: float = 0.05
     face: float = 0.05

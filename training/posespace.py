@@ -26,7 +26,7 @@ class PoseAugment:
     tilt: float = 0.2           # probability of a whole-body tilt beyond upright
     # Probability of arms held away from the body (abducted up to abduct_deg): Bandai's arms
     # hang close to the body, the climbing actor's (and many people's) 25 degrees out or more.
-    abduct: float = 0.3
+    abduct: float = 0.5
     abduct_deg: float = 45.0
     bone_scale: float = 0.07    # per-bone length variation (fraction)
     body_scale: tuple[float, float] = (0.85, 1.12)

@@ -1,6 +1,6 @@
 """`python -m training ablation`: short runs with pose-space augmentations switched off.
 
-One more row, `-passthrough`, trains the paper's plain MLP (no 2D pass-through, see model.py)
+One more row, `no-passthrough`, trains the paper's plain MLP (no 2D pass-through, see model.py)
 with everything else on.
 
 Each configuration trains the same small model on the same number of samples (not the same
@@ -26,9 +26,9 @@ from .model import ModelOptions
 log = logging.getLogger(__name__)
 CONFIGS: dict[str, tuple[str, ...]] = {
     "all": (),
-    **{f"-{name}": (name,) for name in AUGMENTS},
+    **{f"no-{name}": (name,) for name in AUGMENTS},
     "none": AUGMENTS,
-    "-passthrough": (),
+    "no-passthrough": (),
 }
 
 
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     rows = {}
     for name in args.configs:
-        model = ModelOptions(args.width, args.blocks, passthrough=name != "-passthrough")
+        model = ModelOptions(args.width, args.blocks, passthrough=name != "no-passthrough")
         opts = FitOptions(out=args.out / name, data=args.data, model=model,
                           epochs=args.epochs, samples_per_epoch=50_000,
                           threads=args.threads, disable=CONFIGS[name], eval_limit=2000)

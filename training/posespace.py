@@ -26,8 +26,8 @@ class PoseAugment:
     tilt: float = 0.2           # probability of a whole-body tilt beyond upright
     # Probability of arms held away from the body (abducted up to abduct_deg): Bandai's arms
     # hang close to the body, the climbing actor's (and many people's) 25 degrees out or more.
-    abduct: float = 0.5
-    abduct_deg: float = 45.0
+    abduct: float = 0.7
+    abduct_deg: float = 50.0
     bone_scale: float = 0.07    # per-bone length variation (fraction)
     body_scale: tuple[float, float] = (0.85, 1.12)
     # Trunk (pelvis to neck) length factor: part of the joint-definition jitter, since rigs
@@ -41,7 +41,7 @@ class PoseAugment:
         "upper_arm": (1.0, 1.4), "forearm": (0.95, 1.25), "thigh": (0.9, 1.1), "shin": (0.95, 1.25)})
     # Perturbation standard deviations (degrees), clipped at 2.5 sigma.
     sigma_deg: dict[str, float] = field(default_factory=lambda: {
-        "spine": 8.0, "neck": 12.0, "hip": 18.0, "shoulder": 35.0, "elbow": 20.0, "knee": 12.0})
+        "spine": 8.0, "neck": 12.0, "hip": 18.0, "shoulder": 35.0, "elbow": 30.0, "knee": 12.0})
 
     @classmethod
     def off(cls) -> "PoseAugment":
@@ -213,9 +213,10 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
     if parts.spine:
         _world_turn(rot, glob, parts.parents, parts.spine[0], rodrigues(left, bend), bend != 0)
 
-    # Arms: reach in a drawn direction (forward half, any height), or straight ahead for all
-    # fours, where the whole body is then pitched forward so they point at the floor.
-    arms = reach | fours
+    # Arms: reach in a drawn direction (forward half, any height; also half of the bends, as when
+    # leaning on something), or straight ahead for all fours, where the whole body is then
+    # pitched forward so they point at the floor.
+    arms = reach | fours | (bends & (rng.random(b) < 0.5))
     if arms.any():
         pos, glob = forward_kinematics(parts.parents, rot, trans)
         both = fours | (rng.random(b) < 0.5)

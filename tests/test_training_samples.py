@@ -51,17 +51,26 @@ def test_samples_follow_the_contract(motion):
     np.testing.assert_allclose(s.joints3d[:, H["thorax"]], mid, atol=1e-3)
 
 
-def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
-    rng = np.random.default_rng(0)
+def augmented(motion, opts: PoseAugment, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Joint positions of every frame of `motion` before and after pose-space augmentation."""
     rot = motion.rot.astype(np.float64)
     trans = motion.offsets[motion.clip].astype(np.float64)
-    opts = PoseAugment(perturb=1.0, recombine=1.0, postures=1.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0),
-                       torso_scale=(1.0, 1.0), proportions=0.0)
-    new_rot, new_trans = augment_rotations(rot, trans, motion.parts, opts, rng)
     before, _ = forward_kinematics(motion.parents, rot, trans)
-    after, _ = forward_kinematics(motion.parents, new_rot, new_trans)
+    after, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, opts, rng))
+    return before, after
+
+
+def assert_same_bones(motion, before: np.ndarray, after: np.ndarray) -> None:
     bones = lambda p: np.linalg.norm(p[:, 1:] - p[:, motion.parents[1:]], axis=-1)  # noqa: E731
     np.testing.assert_allclose(bones(after), bones(before), atol=1e-3)
+
+
+def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
+    rng = np.random.default_rng(0)
+    opts = PoseAugment(perturb=1.0, recombine=1.0, postures=1.0, tilt=0.0, bone_scale=0.0, body_scale=(1.0, 1.0),
+                       torso_scale=(1.0, 1.0), proportions=0.0)
+    before, after = augmented(motion, opts, rng)
+    assert_same_bones(motion, before, after)
     assert np.abs(after - before).max() > 100  # the poses did change
 
     def knees_forward(pos):
@@ -71,19 +80,15 @@ def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
     # Sitting, crouching and knee lifts all swing the thighs forward.
     postures_only = PoseAugment(perturb=0.0, recombine=0.0, postures=1.0, tilt=0.0, bone_scale=0.0,
                                 body_scale=(1.0, 1.0))
-    sat, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, postures_only, rng))
+    _, sat = augmented(motion, postures_only, rng)
     assert knees_forward(sat) > knees_forward(before) + 80
 
 
 def test_limb_proportions_lengthen_both_sides_alike(motion):
-    rng = np.random.default_rng(0)
-    rot = motion.rot.astype(np.float64)
-    trans = motion.offsets[motion.clip].astype(np.float64)
     opts = PoseAugment.off()
     opts.proportions = 1.0
     opts.limb_scale = {"upper_arm": (1.3, 1.4), "forearm": (1.0, 1.0), "thigh": (1.0, 1.0), "shin": (0.8, 0.9)}
-    before, _ = forward_kinematics(motion.parents, rot, trans)
-    after, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, opts, rng))
+    before, after = augmented(motion, opts, np.random.default_rng(0))
 
     def length(pos, side, a, b):
         lm = pos[:, motion.landmarks]
@@ -96,15 +101,10 @@ def test_limb_proportions_lengthen_both_sides_alike(motion):
 
 
 def test_abduction_takes_both_arms_away_from_the_body(motion):
-    rng = np.random.default_rng(0)
-    rot = motion.rot.astype(np.float64)
-    trans = motion.offsets[motion.clip].astype(np.float64)
     opts = PoseAugment.off()
     opts.abduct = 1.0
-    before, _ = forward_kinematics(motion.parents, rot, trans)
-    after, _ = forward_kinematics(motion.parents, *augment_rotations(rot, trans, motion.parts, opts, rng))
-    bones = lambda p: np.linalg.norm(p[:, 1:] - p[:, motion.parents[1:]], axis=-1)  # noqa: E731
-    np.testing.assert_allclose(bones(after), bones(before), atol=1e-3)
+    before, after = augmented(motion, opts, np.random.default_rng(0))
+    assert_same_bones(motion, before, after)
 
     def outwards(pos, side, sign):  # how far the elbow sits out from the shoulder, along the body's left
         lm = pos[:, motion.landmarks]

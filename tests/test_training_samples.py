@@ -7,9 +7,10 @@ import pytest
 from posecast.skeleton import H
 from training.bvh import forward_kinematics
 from training.cameras import CameraRanges, random_cameras
-from training.data import Dropout, SampleOptions, apply_condition, synthesize
+from training.data import LEG_JOINTS, Dropout, SampleOptions, apply_condition, synthesize
+from training.legprior import borrowed_legs
 from training.metrics import bone_p_mpjpe, limb_angle, p_mpjpe, procrustes_align
-from training.posespace import PoseAugment, augment_rotations
+from training.posespace import PoseAugment, augment_rotations, random_rotations
 from training.rigs import L, body_axes
 from training.sources import load_bvh_folder
 
@@ -170,3 +171,18 @@ def test_rotation_between_turns_a_onto_b():
     unit = lambda v: v / np.linalg.norm(v, axis=-1, keepdims=True)  # noqa: E731
     np.testing.assert_allclose(np.einsum("bij,bj->bi", q, unit(a)), unit(b), atol=1e-9)
     np.testing.assert_allclose(q @ np.swapaxes(q, 1, 2), np.broadcast_to(np.eye(3), q.shape), atol=1e-9)
+
+
+def test_borrowed_legs_come_from_other_clips_carried_into_the_frame():
+    # Two clips with the same upper bodies, seen from other angles in clip 1 and with other legs:
+    # a clip-0 frame borrows clip 1's legs, turned back into its own frame.
+    rng = np.random.default_rng(3)
+    upper = rng.normal(0, 300, (6, 17, 3))
+    legs0, legs1 = upper.copy(), upper.copy()
+    legs1[:, LEG_JOINTS] += rng.normal(0, 200, (6, 4, 3))
+    turns = random_rotations(6, np.pi, rng)
+    gt = np.concatenate([legs0, legs1 @ np.swapaxes(turns, 1, 2) + 50.0])
+    clips = np.repeat([0, 1], 6)
+    out = borrowed_legs(gt, gt, clips, k=1)
+    np.testing.assert_allclose(out[:6], legs1, atol=1e-6)
+    np.testing.assert_allclose(out[6:, LEG_JOINTS], (legs0 @ np.swapaxes(turns, 1, 2) + 50.0)[:, LEG_JOINTS], atol=1e-6)

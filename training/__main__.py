@@ -4,5 +4,6 @@ entry("python -m training", "Train and evaluate the 2D-to-3D lifter on motion ca
     "prepare": ("training.prepare", "build the dataset cache from BVH motion capture and virtual cameras"),
     "fit": ("training.fit", "train the lifter (resumable, with checkpoints and a learning curve)"),
     "evaluate": ("training.evaluate", "MPJPE / P-MPJPE tables on validation and cross-dataset clips"),
+    "legprior": ("training.legprior", "how well unseen legs can be guessed on the climbing set: legs borrowed from other clips"),
     "ablation": ("training.ablation", "short runs with each pose-space augmentation off: cross-dataset table"),
 })

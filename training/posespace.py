@@ -28,6 +28,11 @@ class PoseAugment:
     # hang close to the body, the climbing actor's (and many people's) 25 degrees out or more.
     abduct: float = 0.7
     abduct_deg: float = 50.0
+    # All fours with the trunk pitched this far (degrees): horizontal on a floor, steeper with the
+    # hands on something higher (a box, a step, a slope), as when climbing onto it.
+    fours_pitch_deg: tuple[float, float] = (35.0, 95.0)
+    # Knee lifts lean the trunk forward up to this (degrees) half the time: stepping up onto something.
+    step_lean_deg: float = 50.0
     bone_scale: float = 0.07    # per-bone length variation (fraction)
     body_scale: tuple[float, float] = (0.85, 1.12)
     # Trunk (pelvis to neck) length factor: part of the joint-definition jitter, since rigs
@@ -192,6 +197,7 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
     side = rng.integers(2, size=lift.sum())
     hip[lift, side] = rng.uniform(deg(30), deg(110), lift.sum())
     knee[lift, side] = rng.uniform(deg(20), deg(120), lift.sum())
+    bend[lift] = rng.uniform(0, deg(opts.step_lean_deg), lift.sum()) * (rng.random(lift.sum()) < 0.5)
     # Kneeling: thighs about upright, shins folded back; a lunge has the other foot forward.
     hip[kneel] = rng.uniform(deg(-10), deg(40), (kneel.sum(), 1)) + rng.normal(0, deg(8), (kneel.sum(), 2))
     knee[kneel] = rng.uniform(deg(80), deg(130), (kneel.sum(), 1)) + rng.normal(0, deg(8), (kneel.sum(), 2))
@@ -228,7 +234,7 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
             mask = arms & (both | (rng.random(b) < 0.5))
             q = rotation_between(pos[:, el] - pos[:, sh], target)
             _world_turn(rot, glob, parts.parents, sh, q, mask)
-        pitch = rng.uniform(deg(65), deg(95), b)
+        pitch = rng.uniform(*deg(opts.fours_pitch_deg), b)
         root = int(np.flatnonzero(parts.parents < 0)[0])
         rot[fours, root] = rodrigues(left, pitch)[fours] @ rot[fours, root]
 

@@ -9,7 +9,7 @@ import pytest
 
 from posecast.lifter import Lifter
 from training.dataset import DatasetFiles
-from training.fit import AUGMENTS, FitOptions, fit
+from training.fit import AUGMENTS, LOSSES, FitOptions, fit
 from training.model import ModelOptions
 from training.prepare import PrepareOptions, prepare
 
@@ -42,12 +42,13 @@ def test_split_is_by_clip(tiny_dataset: DatasetFiles):
     assert np.all(val.joints3d[:, 0] == 0) and np.all(val.confidence == 1)
 
 
-def test_tiny_training_loss_falls_and_exports_with_parity(tiny_dataset: DatasetFiles, tmp_path):
+@pytest.mark.parametrize("loss", LOSSES)
+def test_tiny_training_loss_falls_and_exports_with_parity(tiny_dataset: DatasetFiles, tmp_path, loss: str):
     from export.lifter import export
 
     opts = FitOptions(out=tmp_path / "run", data=tiny_dataset.root, model=ModelOptions(width=128, blocks=1, dropout=0.0),
                       epochs=4, samples_per_epoch=2500, batch=64, lr=2e-3, lr_final=5e-4, threads=1, eval_limit=200,
-                      disable=AUGMENTS)
+                      disable=AUGMENTS, loss=loss)
     ckpt = fit(opts)
     curve = [h["train_mpjpe"] for h in ckpt["history"]]
     assert curve[-1] < 0.8 * curve[0], curve

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from posecast.skeleton import H
+from posecast.skeleton import C, H
+from training.body import DefinitionJitter, coco18_points, head_frame_from_body
 from training.bvh import forward_kinematics
 from training.cameras import CameraRanges, random_cameras
 from training.data import LEG_JOINTS, Dropout, SampleOptions, apply_condition, synthesize
@@ -113,6 +114,25 @@ def test_abduction_takes_both_arms_away_from_the_body(motion):
         return sign * np.sum((lm[:, L[f"{side}_elbow"]] - lm[:, L[f"{side}_shoulder"]]) * left, -1)
     for side, sign in (("l", 1.0), ("r", -1.0)):
         assert outwards(after, side, sign).mean() > outwards(before, side, sign).mean() + 40, side
+
+
+def test_wider_shoulders_carry_the_arms(motion):
+    pos, glob = forward_kinematics(motion.parents, motion.rot.astype(np.float64),
+                                   motion.offsets[motion.clip].astype(np.float64))
+    lm = pos[:, motion.landmarks]
+    up, forward = head_frame_from_body(lm)
+    plain = coco18_points(lm, up, forward)
+    rng = np.random.default_rng(0)
+    for carry, tilt_in in ((1.0, False), (0.0, True)):
+        wide = coco18_points(lm, up, forward, rng, DefinitionJitter(shoulder_width_mm=(550.0, 560.0),
+                                                                    arm_carry=(carry, carry)))
+        width = np.linalg.norm(wide[:, C["l_shoulder"]] - wide[:, C["r_shoulder"]], axis=-1)
+        assert (width > np.linalg.norm(plain[:, C["l_shoulder"]] - plain[:, C["r_shoulder"]], axis=-1) + 120).all()
+        for side in "lr":
+            arm = lambda p: p[:, C[f"{side}_elbow"]] - p[:, C[f"{side}_shoulder"]]  # noqa: E731
+            # Carried along, the upper arm keeps its direction; left behind, it tilts in by ~100 mm.
+            moved = np.linalg.norm(arm(wide) - arm(plain), axis=-1)
+            assert (moved > 50).all() if tilt_in else np.allclose(moved, 0, atol=1e-6)
 
 
 def test_dropout_marks_joints_missing(motion):

@@ -35,7 +35,11 @@ class DefinitionJitter:
 
     Widths are drawn as absolute distances (for a body with LEG_MM legs) because rigs disagree
     widely: Bandai's shoulder joints are 200 mm apart, CMU's and the climbing set's 310-400 mm,
-    and the detector's COCO shoulders and hips sit on the body's outline, wider still."""
+    and the detector's COCO shoulders and hips sit on the body's outline, wider still.
+
+    Most of a shoulder's move is the body's build, not only where a rig puts the joint: the arm
+    goes with it (a share drawn in arm_carry). Moving the shoulder points alone would tilt every
+    hanging upper arm inwards, and the lifter learnt to hold real people's arms too close in."""
     hip_width_mm: tuple[float, float] = (120.0, 300.0)
     hip_raise_mm: tuple[float, float] = (-20.0, 60.0)
     shoulder_width_mm: tuple[float, float] = (180.0, 420.0)
@@ -44,6 +48,7 @@ class DefinitionJitter:
     head_raise_mm: tuple[float, float] = (-10.0, 110.0)  # where the skull base sits above the head joint
     head_size: tuple[float, float] = (0.85, 1.2)
     face_mm: float = 15.0
+    arm_carry: tuple[float, float] = (0.6, 1.0)
 
 
 def head_frame_from_body(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,8 +90,13 @@ def coco18_points(landmarks: np.ndarray, head_up: np.ndarray, head_forward: np.n
             own = np.maximum(2 * np.linalg.norm(half, axis=-1, keepdims=True), 1e-6)
             w = rng.uniform(*width, size=(b, 1)) * body / own
         r = draw(raise_mm, 0.0) * up
-        out[:, C["l_" + side]] = mid + w * half + r
-        out[:, C["r_" + side]] = mid - w * half + r
+        moves = {"l": (w - 1) * half + r, "r": (1 - w) * half + r}
+        for name, move in moves.items():
+            out[:, C[f"{name}_{side}"]] += move
+        if side == "shoulder":  # the arms go along, mostly (see DefinitionJitter)
+            carry = draw(j.arm_carry, 0.0)
+            for name, move in moves.items():
+                out[:, [C[f"{name}_elbow"], C[f"{name}_wrist"]]] += (carry * move)[:, None]
     out[:, C["neck"]] = 0.5 * (out[:, C["l_shoulder"]] + out[:, C["r_shoulder"]]) + draw(j.neck_raise_mm, 0.0) * up
 
     size = body * draw(j.head_size, 1.0)

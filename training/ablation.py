@@ -1,8 +1,8 @@
 """`python -m training ablation`: short runs with pose-space augmentations switched off.
 
 Two more rows change the model or its training, with all augmentation on: `no-passthrough`
-trains the paper's plain MLP (no 2D pass-through, see model.py), `mpjpe-loss` trains on the
-mean joint distance instead of the paper's mean squared error (see fit.py).
+trains the paper's plain MLP (no 2D pass-through, see model.py), `mse-loss` trains on the
+paper's mean squared error instead of the mean joint distance (see fit.py).
 
 Each configuration trains the same small model on the same number of samples (not the same
 time: on a shared CPU that would not be fair; resumable: a rerun skips finished runs), then its
@@ -30,7 +30,7 @@ CONFIGS: dict[str, tuple[str, ...]] = {
     **{f"no-{name}": (name,) for name in AUGMENTS},
     "none": AUGMENTS,
     "no-passthrough": (),
-    "mpjpe-loss": (),
+    "mse-loss": (),
 }
 
 
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         opts = FitOptions(out=args.out / name, data=args.data, model=model,
                           epochs=args.epochs, samples_per_epoch=50_000,
                           threads=args.threads, disable=CONFIGS[name], eval_limit=2000,
-                          loss="mpjpe" if name == "mpjpe-loss" else "mse")
+                          loss="mse" if name == "mse-loss" else "mpjpe")
         fit(opts)
         rows[name] = evaluate(load_predictor(opts.out / "best.pt"), DatasetFiles(args.data))
         log.info("ablation %s done", name)

@@ -1,8 +1,8 @@
 """`python -m training fit`: train the lifter; resumable, checkpoints every epoch.
 
 Every epoch draws fresh samples (new frames, cameras, pose-space augmentation, noise and
-dropout) from the prepared motion, trains on them (MSE on standardised 3D, Adam, exponential
-learning-rate decay, max-norm), then scores the Bandai held-out clips and the climbing set.
+dropout) from the prepared motion, trains on them (mean joint distance, see LOSSES; Adam,
+exponential learning-rate decay, max-norm), then scores the Bandai held-out clips and the climbing set.
 `last.pt` is written every epoch (a rerun with the same --out resumes from it); `best.pt` is
 the epoch with the best cross-dataset score (see evaluate.SELECTION), not the best on Bandai.
 """

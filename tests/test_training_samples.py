@@ -117,8 +117,8 @@ def test_abduction_takes_both_arms_away_from_the_body(motion):
 
 
 def test_wider_shoulders_carry_the_arms(motion):
-    pos, glob = forward_kinematics(motion.parents, motion.rot.astype(np.float64),
-                                   motion.offsets[motion.clip].astype(np.float64))
+    pos, _ = forward_kinematics(motion.parents, motion.rot.astype(np.float64),
+                                motion.offsets[motion.clip].astype(np.float64))
     lm = pos[:, motion.landmarks]
     up, forward = head_frame_from_body(lm)
     plain = coco18_points(lm, up, forward)

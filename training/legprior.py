@@ -10,7 +10,6 @@ lifter trained on other motion should not be expected to guess climbers' legs be
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +22,6 @@ from .dataset import DatasetFiles
 from .evaluate import load_predictor
 from .metrics import p_mpjpe
 
-log = logging.getLogger(__name__)
 UPPER = [j for j in range(17) if j not in LEG_JOINTS]
 PITCH_BINS = ((0, 40), (40, 90), (90, 180))
 

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         opts = FitOptions(out=args.out / name, data=args.data, model=model,
                           epochs=args.epochs, samples_per_epoch=50_000,
                           threads=args.threads, disable=CONFIGS[name], eval_limit=2000,
-                          loss="mse" if name == "mse-loss" else "mpjpe")
+                          loss="mse" if name == "mse-loss" else FitOptions.loss)
         fit(opts)
         rows[name] = evaluate(load_predictor(opts.out / "best.pt"), DatasetFiles(args.data))
         log.info("ablation %s done", name)

@@ -20,7 +20,7 @@ from posecast.skeleton import H
 from .data import LEG_JOINTS, apply_condition
 from .dataset import DatasetFiles
 from .evaluate import load_predictor
-from .metrics import p_mpjpe
+from .metrics import best_fit, p_mpjpe
 
 UPPER = [j for j in range(17) if j not in LEG_JOINTS]
 PITCH_BINS = ((0, 40), (40, 90), (90, 180))
@@ -61,14 +61,6 @@ def trunk_pitch(joints: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(-trunk[:, 1] / np.linalg.norm(trunk, axis=-1), -1, 1)))
 
 
-def rigid_fit(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rotations R [N,3,3] and centroids so that (src - cs) @ R + cd best matches dst ([N,K,3] each)."""
-    cs, cd = src.mean(1, keepdims=True), dst.mean(1, keepdims=True)
-    u, _, vt = np.linalg.svd(np.swapaxes(src - cs, 1, 2) @ (dst - cd))
-    u[:, :, -1] *= np.sign(np.linalg.det(u @ vt))[:, None]
-    return u @ vt, cs, cd
-
-
 def borrowed_legs(pred: np.ndarray, gt: np.ndarray, clips: np.ndarray, k: int) -> np.ndarray:
     """pred [N,17,3] with its knees and ankles replaced by the mean legs of the k frames of other
     clips (true poses, gt) whose upper bodies fit pred's best."""
@@ -76,7 +68,7 @@ def borrowed_legs(pred: np.ndarray, gt: np.ndarray, clips: np.ndarray, k: int) -
     for i in range(len(pred)):
         donors = gt[clips != clips[i]]
         target = np.broadcast_to(pred[i, UPPER], donors[:, UPPER].shape)
-        rot, cs, cd = rigid_fit(donors[:, UPPER], target)
+        rot, _, cs, cd = best_fit(donors[:, UPPER], target, scale=False)
         fit = np.linalg.norm((donors[:, UPPER] - cs) @ rot + cd - target, axis=-1).mean(1)
         best = np.argsort(fit)[:k]
         out[i, LEG_JOINTS] = ((donors[best][:, LEG_JOINTS] - cs[best]) @ rot[best] + cd[best]).mean(0)

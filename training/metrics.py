@@ -19,17 +19,24 @@ def mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.linalg.norm(pred - gt, axis=-1).mean(-1)
 
 
-def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
-    """pred [N,K,3] moved onto gt by the best rotation, scale and translation."""
-    mp, mg = pred.mean(1, keepdims=True), gt.mean(1, keepdims=True)
-    p, g = pred - mp, gt - mg
+def best_fit(src: np.ndarray, dst: np.ndarray, scale: bool = True
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Rotations R [N,3,3], scales k [N,1,1] and centroids cs, cd such that
+    k * (src - cs) @ R + cd best matches dst ([N,K,3] each; k = 1 unless scale)."""
+    cs, cd = src.mean(1, keepdims=True), dst.mean(1, keepdims=True)
+    p, g = src - cs, dst - cd
     u, s, vt = np.linalg.svd(np.swapaxes(p, 1, 2) @ g)
     d = np.sign(np.linalg.det(u @ vt))
     s[:, -1] *= d
     u[:, :, -1] *= d[:, None]
-    rot = u @ vt
-    scale = s.sum(1) / np.maximum((p ** 2).sum((1, 2)), 1e-12)
-    return scale[:, None, None] * (p @ rot) + mg
+    k = s.sum(1) / np.maximum((p ** 2).sum((1, 2)), 1e-12) if scale else np.ones(len(src))
+    return u @ vt, k[:, None, None], cs, cd
+
+
+def procrustes_align(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """pred [N,K,3] moved onto gt by the best rotation, scale and translation."""
+    rot, k, cp, cg = best_fit(pred, gt)
+    return k * ((pred - cp) @ rot) + cg
 
 
 def p_mpjpe(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

@@ -186,12 +186,15 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
     knee = np.zeros((b, 2))
     bend = np.zeros(b)
     sit, crouch, bends, lift, reach, fours, kneel, lunge = (kind == k for k in range(1, 9))
-    hip[fours] = rng.uniform(deg(70), deg(100), (fours.sum(), 1)) + rng.normal(0, deg(8), (fours.sum(), 2))
-    knee[fours] = rng.uniform(deg(70), deg(110), (fours.sum(), 1)) + rng.normal(0, deg(8), (fours.sum(), 2))
-    hip[sit] = rng.uniform(deg(60), deg(100), (sit.sum(), 1)) + rng.normal(0, deg(8), (sit.sum(), 2))
-    knee[sit] = rng.uniform(deg(60), deg(110), (sit.sum(), 1)) + rng.normal(0, deg(8), (sit.sum(), 2))
-    hip[crouch] = rng.uniform(deg(80), deg(125), (crouch.sum(), 1)) + rng.normal(0, deg(6), (crouch.sum(), 2))
-    knee[crouch] = rng.uniform(deg(100), deg(140), (crouch.sum(), 1)) + rng.normal(0, deg(6), (crouch.sum(), 2))
+
+    def both_sides(mask: np.ndarray, lo: float, hi: float, sd: float) -> np.ndarray:
+        """One flexion (degrees drawn in lo..hi) for both sides, each side off by sd: [n,2] radians."""
+        n = int(mask.sum())
+        return rng.uniform(deg(lo), deg(hi), (n, 1)) + rng.normal(0, deg(sd), (n, 2))
+
+    hip[fours], knee[fours] = both_sides(fours, 70, 100, 8), both_sides(fours, 70, 110, 8)
+    hip[sit], knee[sit] = both_sides(sit, 60, 100, 8), both_sides(sit, 60, 110, 8)
+    hip[crouch], knee[crouch] = both_sides(crouch, 80, 125, 6), both_sides(crouch, 100, 140, 6)
     bend[crouch] = rng.uniform(deg(10), deg(45), crouch.sum())
     bend[bends] = rng.uniform(deg(15), deg(80), bends.sum())
     side = rng.integers(2, size=lift.sum())
@@ -199,8 +202,7 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
     knee[lift, side] = rng.uniform(deg(20), deg(120), lift.sum())
     bend[lift] = rng.uniform(0, deg(opts.step_lean_deg), lift.sum()) * (rng.random(lift.sum()) < 0.5)
     # Kneeling: thighs about upright, shins folded back; a lunge has the other foot forward.
-    hip[kneel] = rng.uniform(deg(-10), deg(40), (kneel.sum(), 1)) + rng.normal(0, deg(8), (kneel.sum(), 2))
-    knee[kneel] = rng.uniform(deg(80), deg(130), (kneel.sum(), 1)) + rng.normal(0, deg(8), (kneel.sum(), 2))
+    hip[kneel], knee[kneel] = both_sides(kneel, -10, 40, 8), both_sides(kneel, 80, 130, 8)
     side = rng.integers(2, size=lunge.sum())
     rows = np.flatnonzero(lunge)
     hip[rows, side] = rng.uniform(deg(60), deg(110), lunge.sum())

@@ -26,7 +26,7 @@ from .body import DefinitionJitter
 from .data import SampleOptions
 from .dataset import DatasetFiles, sample_training
 from .evaluate import evaluate, selection_score, torch_predictor
-from .model import LifterNet, ModelOptions
+from .model import JOINTS, LifterNet, ModelOptions
 from .posespace import PoseAugment
 
 log = logging.getLogger(__name__)
@@ -159,17 +159,18 @@ def fit(opts: FitOptions) -> dict:
             if len(kp[sl]) < 2:  # batch norm needs two samples
                 continue
             out = net.standardised(kp[sl], cf[sl])
+            # Joint distances (mm) without the pelvis: it is 0 in both, and a norm has no gradient at 0.
+            dist = (net.to_mm(out) - y[sl])[:, 1:].norm(dim=-1)
             if opts.loss == "mse":
                 loss = torch.nn.functional.mse_loss(out, net.standardise_target(y[sl]))
-            else:  # the pelvis is 0 in both: leave it out (a norm has no gradient at 0)
-                loss = (net.to_mm(out) - y[sl])[:, 1:].norm(dim=-1).mean()
+            else:
+                loss = dist.mean()
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
             net.apply_max_norm()
-            with torch.no_grad():
-                total += float((net.to_mm(out) - y[sl]).norm(dim=-1).mean()) * len(out)
-                count += len(out)
+            total += float(dist.detach().sum()) / JOINTS  # train MPJPE over all 17 joints
+            count += len(out)
         rows = evaluate(torch_predictor(net), files, limit=opts.eval_limit)
         score = selection_score(rows)
         state["train_seconds"] = time.monotonic() - started

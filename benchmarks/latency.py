@@ -23,7 +23,7 @@ import numpy as np
 
 from posecast import paths
 from server.client import PoseClient, TaggedVideoTrack, clip_frames
-from server.pipeline import FrameResult, PipelineOptions
+from posecast.pipeline import FrameResult, PipelineOptions
 
 CLIP = "media/clips/dance_facing_camera.mp4"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -60,7 +60,7 @@ def _serve(conn, inference: bool, pipeline: PipelineOptions, max_peers: int) -> 
     """In a child process: run the server until told to stop; report the port, then its CPU time."""
     from posecast.logs import setup_logging
     from server.app import PoseServer, ServerOptions
-    from server.pipeline import PoseEstimator
+    from posecast.pipeline import PoseEstimator
 
     setup_logging("WARNING")
 

@@ -15,7 +15,7 @@ from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
 from posecast.smoothing import OneEuroOptions
 
 from .app import PoseServer, ServerOptions
-from .pipeline import PipelineOptions, PoseEstimator
+from posecast.pipeline import PipelineOptions, PoseEstimator
 
 log = logging.getLogger("server")
 

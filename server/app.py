@@ -23,7 +23,7 @@ from posecast.skeleton import skeleton_info
 from . import jitter, loopback
 from .outbox import Outbox
 from .peer import Peer, now_ms
-from .pipeline import Estimator
+from posecast.pipeline import Estimator
 from .static import StaticFiles, json_response, text_response
 
 log = logging.getLogger(__name__)

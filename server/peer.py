@@ -23,7 +23,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from posecast import frametag
 
-from .pipeline import FrameProcessor
+from posecast.pipeline import FrameProcessor
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from posecast.skeleton import skeleton_info
 from server.app import PoseServer, ServerOptions
 from server.client import PoseClient, TaggedVideoTrack, clip_frames, drawn_frames
 from server.outbox import Outbox
-from server.pipeline import FrameResult
+from posecast.pipeline import FrameResult
 
 CLIP = paths.shared_dir() / "media" / "clips" / "dance_facing_camera.mp4"
 

@@ -12,7 +12,7 @@ from posecast import paths
 from posecast.skeleton import H
 from server.app import PoseServer, ServerOptions
 from server.client import PoseClient, TaggedVideoTrack, clip_frames, drawn_frames
-from server.pipeline import PipelineOptions, PoseEstimator
+from posecast.pipeline import PipelineOptions, PoseEstimator
 from tests.conftest import model_path, shared_path
 
 

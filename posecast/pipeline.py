@@ -1,7 +1,9 @@
 """Frame -> people: the 2D detector, the COCO-18 -> H36M-17 conversion, the lifter and smoothing.
 
-The server only knows the two protocols below, so the estimator is injectable: the real
-ONNX pipeline here, or (in tests and the latency benchmark) something else.
+The one pipeline every front end runs (the live server, `posecast process`), in one of three running modes, as
+in MediaPipe Tasks: LIVE_STREAM and VIDEO track people across frames and smooth them over time; IMAGE treats every
+frame on its own. Front ends only know the two protocols below, so the estimator is injectable: the real ONNX
+pipeline here, or (in tests and the latency benchmark) something else.
 """
 from __future__ import annotations
 
@@ -9,7 +11,8 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
@@ -24,6 +27,12 @@ from posecast.skeleton import coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
 
 log = logging.getLogger(__name__)
+
+
+class RunningMode(str, Enum):
+    LIVE_STREAM = "live_stream"  # frames from a camera, some dropped when inference is busy: track and smooth
+    VIDEO = "video"              # every frame of a recording, in order: track and smooth
+    IMAGE = "image"              # unrelated images: no tracking, no smoothing
 
 
 @dataclass
@@ -48,7 +57,7 @@ class Estimator(Protocol):
     models: dict  # model info for the hello message
     smoothing: bool  # whether the streams smooth their output
 
-    def new_stream(self) -> FrameProcessor: ...
+    def new_stream(self, mode: RunningMode = RunningMode.LIVE_STREAM) -> FrameProcessor: ...
 
 
 @dataclass(frozen=True)
@@ -111,9 +120,12 @@ class PoseEstimator:
         self.lifter(np.zeros((1, 17, 2), np.float32), np.ones((1, 17), np.float32))
         log.info("models ready on %s (warm-up %.0f ms)", self.provider, (time.perf_counter() - t0) * 1e3)
 
-    def new_stream(self) -> PoseStream:
-        return PoseStream(Detector(self._detector_options, session=self.session), self.lifter,
-                          TrackSmoother(self.options.smoothing) if self.options.smoothing else None)
+    def new_stream(self, mode: RunningMode = RunningMode.LIVE_STREAM) -> PoseStream:
+        """Per-stream state (tracking, filters) over the shared sessions."""
+        temporal = mode is not RunningMode.IMAGE
+        detector_options = replace(self._detector_options, track=temporal)
+        smoother = TrackSmoother(self.options.smoothing) if self.options.smoothing and temporal else None
+        return PoseStream(Detector(detector_options, session=self.session), self.lifter, smoother)
 
 
 class PoseStream:

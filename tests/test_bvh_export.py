@@ -28,7 +28,7 @@ MM_PER = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> dict:
-    """60 frames at 30 fps of real mocap (CMU 102_01, basketball) seen by a fixed camera 3.5 m away:
+    """60 frames at 30 fps of real mocap (CMU 102_01, basketball: dribbling, arms up) seen by a fixed camera 3.5 m away:
     the true joints (camera axes, pelvis-relative) and the 2D the lifter gets. Without ../shared,
     the synthetic walker of tests/synthetic_bvh.py."""
     folder = tmp_path_factory.mktemp("mocap")
@@ -42,7 +42,7 @@ def clip(tmp_path_factory) -> dict:
         path, stride = folder / "walker.bvh", 1
         write_synthetic_bvh(path, FRAMES, np.random.default_rng(3))
     (motion,) = load_bvh_folder([path], stride=stride).values()
-    rot = motion.rot[:FRAMES].astype(np.float64)
+    rot = motion.rot[1:FRAMES + 1].astype(np.float64)   # CMU's frame 0 is a T-pose, not motion
     pos, glob = forward_kinematics(motion.parents, rot, np.broadcast_to(motion.offsets[0], rot.shape[:2] + (3,)))
     head = glob[:, motion.parts.head]
     coco = coco18_points(pos[:, motion.landmarks], head @ motion.head_local[0, 0], head @ motion.head_local[0, 1])
@@ -184,6 +184,21 @@ def test_legs_never_seen_stay_in_the_rest_pose(clip):
     assert np.linalg.norm(got - bvh_axes(joints), axis=-1)[valid].max() < 2.0
 
 
+def test_upper_body_only_at_a_desk(clip):
+    joints = rest_length(clip["joints3d"])
+    valid = np.zeros(joints.shape[:2], bool)
+    upper = [H[n] for n in ("thorax", "neck_nose", "head", "l_shoulder", "l_elbow", "l_wrist",
+                            "r_shoulder", "r_elbow", "r_wrist")]
+    valid[:, upper] = True                  # no hips: no pelvis and no spine either (posecast.skeleton)
+    text, report = bvh_text(joints, valid, 30.0)
+    got, _ = read_joints(text)
+    want = bvh_axes(joints)
+    seen = [e for e, (a, b) in enumerate(H36M17_EDGES) if a in upper and b in upper]
+    assert directions_deg(got, want)[:, seen].max() < 0.01    # arms and head move as recorded
+    assert report.position_error_max_mm < 0.1                  # measured from the thorax
+    assert "pelvis-spine" in report.unmeasured and report.held_frames["pelvis"] == FRAMES
+
+
 @pytest.mark.parametrize("valid", [np.zeros((FRAMES, 17), bool), np.zeros((0, 17), bool)])
 def test_no_person_is_a_clear_error(valid):
     with pytest.raises(ValueError, match="no person in any of the"):
@@ -209,6 +224,32 @@ def standing_person() -> np.ndarray:
          "l_shoulder": (170, -450, 0), "l_elbow": (190, -180, 0), "l_wrist": (200, 60, -30),
          "r_shoulder": (-170, -450, 0), "r_elbow": (-190, -180, 0), "r_wrist": (-200, 60, -30)}
     return np.array([[p[n] for n in H36M17]], dtype=np.float64)
+
+
+def test_twist_comes_from_the_body_and_limbs_do_not_spin():
+    person = standing_person()
+    turn = np.radians(30.0)   # the upper body turned 30 degrees about the vertical, against the hips
+    c, s = np.cos(turn), np.sin(turn)
+    twisted = person.copy()
+    upper = [H[n] for n in H36M17[7:]]
+    twisted[0, upper] = person[0, upper] @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T
+    both = np.concatenate([person, twisted])
+    text, _ = bvh_text(both, np.ones((2, 17), bool), 30.0)
+    _, rot = read_joints(text)
+    spine = [n.name for n in nodes()].index("spine")
+    angle = np.degrees(np.arccos((np.trace(rot[1, spine]) - 1) / 2))
+    assert angle == pytest.approx(30.0, abs=1e-3) and abs(rot[1, spine][1, 1]) == pytest.approx(1.0)  # about Y
+    others = [k for k, n in enumerate(nodes()) if n.channels and n.name not in ("pelvis", "spine")]
+    np.testing.assert_allclose(rot[1, others], rot[0, others], atol=1e-6)   # the rest just follows
+
+
+def test_rotations_do_not_flip_on_real_motion(clip):
+    text, _ = bvh_text(clip["joints3d"], np.ones((FRAMES, 17), bool), 30.0)
+    _, rot = read_joints(text)
+    step = np.swapaxes(rot[:-1], -1, -2) @ rot[1:]
+    angle = np.degrees(np.arccos(np.clip((np.trace(step, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+    log.info("%s: largest frame-to-frame turn of a joint %.1f degrees", clip["source"], angle.max())
+    assert angle.max() < 60.0   # a twist flip would be ~180 degrees; the fastest real joint here turns ~35
 
 
 def test_bvh_axes_y_up_facing_the_camera_and_the_root():

@@ -1,4 +1,4 @@
-"""BVH export: 3D joints (Human3.6M-17, camera axes) -> a BVH skeleton that Blender, Unity & co. play.
+"""BVH export: 3D joints (Human3.6M-17, camera axes) -> a BVH skeleton that Blender and other tools play.
 
 A BVH has fixed bone lengths and moves only by joint rotations, while the lifter gives positions whose
 bone lengths vary a little from frame to frame. So the export fits a skeleton (docs/bvh.md):

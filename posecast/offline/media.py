@@ -20,6 +20,7 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+INDEXED_SUFFIXES = (".mp4", ".mov", ".m4v", ".3gp")  # their index usually comes last: a cut-short file won't open
 DEFAULT_FPS = 30.0  # when a video does not say (e.g. a bare MJPEG stream)
 PREFETCH = 8  # decoded frames waiting for the pipeline: decoding runs beside inference, on the other core
 
@@ -98,9 +99,10 @@ def _probe_video(path: Path) -> Input:
             return Input(path, "video", fps=fps, expected_frames=expected,
                          size=(stream.codec_context.width, stream.codec_context.height))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise InputError(f"{path}: not an image or a video that can be read ({reason}; "
-                         "a recording cut short before its index was written cannot be opened)") from None
+        reason = f"ffmpeg: {getattr(exc, 'strerror', None) or exc}"
+        if path.suffix.lower() in INDEXED_SUFFIXES:
+            reason += f"; a {path.suffix} cut short before its index was written cannot be opened"
+        raise InputError(f"{path}: not an image or a video that can be read ({reason})") from None
     except PermissionError as exc:  # av raises it as its own subclass too: keep it one line
         raise InputError(f"{path}: cannot read: {exc.strerror or exc}") from None
 

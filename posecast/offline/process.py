@@ -73,7 +73,8 @@ class Totals:
     def line(self) -> str:
         ms = 1e3 * self.pipeline_s / max(self.frames, 1)
         fps = self.frames / self.wall_s if self.wall_s > 0 else 0.0
-        return (f"{self.frames} frames, people found in {self.with_people} ({self.people} people in all), "
+        return (f"{self.frames} frame{'s' * (self.frames != 1)}, someone found in {self.with_people} "
+                f"({self.people} people in all), "
                 f"mean {ms:.1f} ms per frame in the pipeline, {fps:.1f} fps overall")
 
 

@@ -23,7 +23,7 @@ CAPTIONS = ("1 Input: the detector's crop", "2 Detector: COCO-18 keypoints",
 LAYOUTS = {"coco18": (COCO18_EDGES, edge_sides(COCO18, COCO18_EDGES), sides(COCO18)),
            "h36m17": (H36M17_EDGES, edge_sides(H36M17, H36M17_EDGES), sides(H36M17))}
 CAPTION_HEIGHT = 28
-VIEW_METRES = 2.3           # the 3D panel's height covers this much of the scene
+VIEW_METRES = 2.1           # the 3D panel's height covers this much of the scene
 DEFAULT_PELVIS_HEIGHT = 0.95  # metres above the ground while some joint is missing (as the page does)
 AZIMUTH, ELEVATION = math.radians(-25), math.radians(12)  # the viewer: in front, a little to the side and above
 

@@ -28,14 +28,16 @@ from .outputs import CsvWriter, OutputError, PendingFiles, VideoWriter, check_ou
 from .progress import Progress
 
 log = logging.getLogger("posecast.process")
-FIGURE_HEIGHT = 360  # pixels of each panel
+FIGURE_HEIGHT = 360  # pixels of each panel, as in the page's pipeline view
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be 1 or more")
-    return value
+def _at_least(lowest: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < lowest:
+            raise argparse.ArgumentTypeError(f"must be {lowest} or more")
+        return value
+    return parse
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -47,8 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", action="store_true", help="also STEM.csv: one row per frame and person")
     p.add_argument("--figure", action="store_true",
                    help="also the paper's four-panel figure: STEM.png per image, STEM.mp4 per video")
+    p.add_argument("--figure-height", type=_at_least(120), default=FIGURE_HEIGHT, metavar="PX",
+                   help=f"height of the figure's panels in pixels (default {FIGURE_HEIGHT})")
     p.add_argument("--bvh", action="store_true", help="also STEM.bvh of each video's main person")
-    p.add_argument("--max-frames", type=_positive, default=None, metavar="N",
+    p.add_argument("--max-frames", type=_at_least(1), default=None, metavar="N",
                    help="only the first N frames of each video (or images of each folder)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     add_pipeline_arguments(p)
@@ -112,7 +116,7 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
         jsonl.write(records.dumps(header) + "\n")
         table = CsvWriter(files.new(f"{item.stem}.csv")) if args.csv else None
         movie = VideoWriter(files.new(f"{item.stem}.mp4"), item.fps) if args.figure and video else None
-        panel_width = _video_panel_width(item) if movie else None
+        panel_width = _video_panel_width(item, args.figure_height) if movie else None
         recorded: list[dict] = []  # videos with --bvh: every frame's record
         total = item.expected_frames if video else len(item.images)
         if total and args.max_frames:
@@ -131,7 +135,7 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
                     table.write(record)
                 if args.figure:
                     figure = four_panels(frame.image, result.crop, records.main_person(result.people),
-                                         FIGURE_HEIGHT, panel_width)
+                                         args.figure_height, panel_width)
                     if movie is not None:
                         movie.write(figure)
                     else:
@@ -168,15 +172,15 @@ def _bvh_arrays(recorded: list[dict]) -> tuple:
     return (joints, valid) if root is None else (joints, valid, root)
 
 
-def _video_panel_width(item: Input) -> int:
+def _video_panel_width(item: Input, height: int) -> int:
     """One panel size for every frame of a figure video: the frame's aspect, kept between portrait and 4:3
     (a crop around a person is letterboxed into it)."""
     w, h = item.size or (4, 3)
-    return int(round(FIGURE_HEIGHT * min(max(w / max(h, 1), 0.6), 4 / 3)))
+    return int(round(height * min(max(w / max(h, 1), 0.6), 4 / 3)))
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
-    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 6])
+    ok, data = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 9])
     if not ok:
         raise OSError(f"cannot encode a PNG for {path.name}")
     path.write_bytes(data.tobytes())
@@ -222,6 +226,9 @@ def run(args: argparse.Namespace) -> int:
     for item in items:
         try:
             done = process_input(item, estimator, args, options)
+        except KeyboardInterrupt:  # this input's temporary files are already gone; the finished ones stay
+            log.error("interrupted while processing %s: its files were not written", item.path)
+            return 130
         except InputError as exc:
             log.error("%s", exc)
             failed += 1

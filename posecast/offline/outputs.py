@@ -5,7 +5,10 @@ import csv
 import io
 import logging
 import os
+import queue
 import tempfile
+import threading
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -144,6 +147,37 @@ class VideoWriter:
             for packet in self._stream.encode():
                 self._container.mux(packet)
         self._container.close()
+
+
+class Background:
+    """Runs fn(*args) for each submitted item, in order, in one thread: drawing and encoding a figure video
+    overlaps inference (OpenCV and PyAV release the GIL). The first error is raised again by close()."""
+
+    def __init__(self, fn: Callable[..., None], depth: int = 8) -> None:
+        self._fn = fn
+        self._items: queue.Queue = queue.Queue(depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="figure writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (item := self._items.get()) is not None:
+            if self._error is None:
+                try:
+                    self._fn(*item)
+                except BaseException as exc:  # noqa: BLE001 - handed to the caller in close()
+                    self._error = exc
+
+    def submit(self, *args) -> None:
+        if self._error is not None:
+            raise self._error
+        self._items.put(args)
+
+    def close(self) -> None:
+        self._items.put(None)
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def text_file(path: Path) -> io.TextIOWrapper:

@@ -24,7 +24,7 @@ from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
 from . import media
 from .figure import four_panels
 from .media import Input, InputError
-from .outputs import CsvWriter, OutputError, PendingFiles, VideoWriter, check_out_dir, text_file
+from .outputs import Background, CsvWriter, OutputError, PendingFiles, VideoWriter, check_out_dir, text_file
 from .progress import Progress
 
 log = logging.getLogger("posecast.process")
@@ -117,6 +117,8 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
         table = CsvWriter(files.new(f"{item.stem}.csv")) if args.csv else None
         movie = VideoWriter(files.new(f"{item.stem}.mp4"), item.fps) if args.figure and video else None
         panel_width = _video_panel_width(item, args.figure_height) if movie else None
+        figures = Background(lambda image, crop, person: movie.write(
+            four_panels(image, crop, person, args.figure_height, panel_width))) if movie else None
         recorded: list[dict] = []  # videos with --bvh: every frame's record
         total = item.expected_frames if video else len(item.images)
         if total and args.max_frames:
@@ -133,13 +135,12 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
                 jsonl.write(records.dumps(record) + "\n")
                 if table is not None:
                     table.write(record)
-                if args.figure:
-                    figure = four_panels(frame.image, result.crop, records.main_person(result.people),
-                                         args.figure_height, panel_width)
-                    if movie is not None:
-                        movie.write(figure)
-                    else:
-                        _write_png(files.new(f"{Path(frame.source).stem}.png"), figure)
+                person = records.main_person(result.people)
+                if figures is not None:
+                    figures.submit(frame.image, result.crop, person)
+                elif args.figure:
+                    _write_png(files.new(f"{Path(frame.source).stem}.png"),
+                               four_panels(frame.image, result.crop, person, args.figure_height))
                 if args.bvh and video:
                     recorded.append(record)
                 totals.frames += 1
@@ -148,7 +149,7 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
                 progress.update()
         finally:
             progress.close()
-            for writer in (jsonl, table, movie):
+            for writer in (figures, jsonl, table, movie):  # the figures first: they still write to the movie
                 if writer is not None:
                     writer.close()
         if totals.frames == 0:

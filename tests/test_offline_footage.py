@@ -94,3 +94,32 @@ def test_image_figure_has_four_panels_with_the_skeletons(tmp_path):
     for side in ("left", "right"):
         assert has_colour(middle, SIDE_BGR[side]) > 300, side
         assert has_colour(last, SIDE_BGR[side]) > 100, side
+
+
+def test_clip_bvh_plays_the_recorded_main_person(tmp_path):
+    """--bvh: the file parses with the project's reader, has a frame per JSONL line at the clip's rate, and its
+    forward kinematics reproduce the recorded joints within a few centimetres (a BVH has fixed bone lengths)."""
+    from posecast.bvh_export import nodes
+    from training.bvh import forward_kinematics, read_bvh
+    from training.cameras import WORLD_TO_CAMERA
+
+    clip = shared_path("media/clips/dance_facing_camera.mp4")
+    result = run_process(clip, "--out", tmp_path, "--bvh", "--max-frames", FRAMES)
+    assert result.returncode == 0, result.stderr
+    assert "BVH:" in result.stderr and "dance_facing_camera.bvh" in result.stderr
+    _, frames = records.read_jsonl(tmp_path / "dance_facing_camera.jsonl")
+    bvh = read_bvh(tmp_path / "dance_facing_camera.bvh")
+    assert len(bvh.motion) == len(frames) and bvh.frame_time == pytest.approx(1 / 25.051, abs=1e-6)
+    rot, trans = bvh.local_transforms()
+    pos, _ = forward_kinematics(bvh.parents, rot, trans)
+    first: dict[int, int] = {}
+    for k, node in enumerate(nodes()):
+        first.setdefault(node.joint, k)
+    played = pos[:, [first[j] for j in range(17)]] * 10.0  # cm -> mm
+    played -= played[:, :1]
+    joints3d, valid, _ = records.main_person_arrays(frames)
+    recorded = joints3d @ WORLD_TO_CAMERA.T  # camera axes -> the BVH's (a half turn about x: its own inverse)
+    error = np.linalg.norm(played - recorded, axis=-1)[valid & valid[:, :1]]
+    assert error.size > 0.8 * FRAMES * 17
+    assert np.mean(error) < 40 and np.percentile(error, 95) < 100, (np.mean(error), np.percentile(error, 95))
+    assert leftovers(tmp_path) == []

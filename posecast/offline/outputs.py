@@ -62,11 +62,6 @@ class PendingFiles:
         self._pending.append((Path(tmp), final))
         return Path(tmp)
 
-    def drop(self, tmp: Path) -> None:
-        """Give up one output (e.g. a BVH refused for a recording without people)."""
-        tmp.unlink(missing_ok=True)
-        self._pending = [(t, f) for t, f in self._pending if t != tmp]
-
     def commit(self) -> list[Path]:
         done = []
         for tmp, final in self._pending:

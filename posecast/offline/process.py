@@ -156,21 +156,17 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
             raise InputError(f"{item.path}: no frame could be read" + (f" ({item.problem})" if item.problem else ""))
         if item.problem:
             problems.append(f"{item.path}: {item.problem}; wrote the {totals.frames} frames read")
-        if recorded:
-            bvh = files.new(f"{item.stem}.bvh")
-            try:
-                _bvh_writer()(bvh, *_bvh_arrays(recorded), fps=item.fps)
-            except ValueError as exc:  # nobody in the recording: no skeleton to export
-                files.drop(bvh)
-                problems.append(f"{item.path}: no BVH written: {exc}")
         totals.written = files.commit()
+    if recorded:  # after the poses are safe; write_bvh itself writes through a temporary file
+        bvh = args.out / f"{item.stem}.bvh"
+        joints3d, valid, root = records.main_person_arrays(recorded)
+        try:
+            _bvh_writer()(bvh, joints3d, valid, item.fps, root=root)
+            totals.written.append(bvh)
+        except ValueError as exc:  # nobody in the recording: no skeleton to export
+            problems.append(f"{item.path}: no BVH written: {exc}")
     totals.wall_s = time.perf_counter() - start
     return totals
-
-
-def _bvh_arrays(recorded: list[dict]) -> tuple:
-    joints, valid, root = records.main_person_arrays(recorded)
-    return (joints, valid) if root is None else (joints, valid, root)
 
 
 def _video_panel_width(item: Input, height: int) -> int:
@@ -196,6 +192,8 @@ def run(args: argparse.Namespace) -> int:
         except InputError as exc:
             log.error("%s", exc)
             failed += 1
+    if not items:
+        return 1
     try:
         check_out_dir(args.out)
     except OutputError as exc:
@@ -214,8 +212,6 @@ def run(args: argparse.Namespace) -> int:
                           seen[name], item.path, args.out / name)
                 return 1
             seen[name] = item.path
-    if not items:
-        return 1
     pipeline = pipeline_options(args)
     try:
         estimator = PoseEstimator(pipeline)

@@ -5,8 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import cv2
 import numpy as np
@@ -208,3 +210,22 @@ def test_serve_has_the_same_options_as_python_m_server():
     assert {"--port", "--device", "--input-height", "--no-smoothing", "--threads"} <= server
     assert options("posecast", "serve") == server - {"--log-level"}
     assert {"--device", "--input-height", "--no-smoothing", "--threads"} <= options("posecast", "process")
+
+
+def test_ctrl_c_leaves_no_half_written_file(tmp_path):
+    video = write_video(tmp_path / "long.mp4", plain_frames(300))
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "posecast", "process", "--threads", "1", "--device", "cpu",
+                             str(video), "--out", str(out), "--csv"], cwd=paths.ROOT, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.startswith(".long.jsonl.") and p.stat().st_size > 2000 for p in out.glob(".*")):
+            assert proc.poll() is None and time.monotonic() < deadline, "no frame written within 60 s"
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stderr and "Traceback" not in stderr, stderr
+    assert list(out.iterdir()) == []

@@ -34,7 +34,9 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 def leftovers(out: Path) -> list[str]:
     """Temporary files an interrupted or failed run would have left."""
-    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".part") if out.exists() else []
+    if not out.exists():
+        return []
+    return sorted(p.name for p in out.iterdir() if p.name.startswith(".") or p.suffix == ".part")
 
 
 def plain_frames(n: int, size: tuple[int, int] = (96, 64)) -> list[np.ndarray]:

@@ -14,7 +14,8 @@ def _clock(seconds: float) -> str:
 
 
 class Progress:
-    def __init__(self, label: str, total: int | None, enabled: bool | None = None, stream: TextIO | None = None) -> None:
+    def __init__(self, label: str, total: int | None, enabled: bool | None = None,
+                 stream: TextIO | None = None) -> None:
         self.label = label
         self.total = total
         self.stream = stream or sys.stderr

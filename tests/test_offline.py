@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 from posecast import paths, records
+from posecast.offline import media
 from posecast.offline.progress import Progress
 from posecast.skeleton import H36M17, skeleton_info
 from tests.conftest import model_path
@@ -229,3 +231,28 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
     assert proc.returncode == 130, stderr
     assert "interrupted" in stderr and "Traceback" not in stderr, stderr
     assert list(out.iterdir()) == []
+
+
+def test_a_turned_phone_video_is_processed_upright(tmp_path):
+    """Phones store portrait video as landscape frames plus a display matrix: frames go in as players show them."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("Debian's ffmpeg is not installed (scripts/setup installs it)")
+    stored = write_video(tmp_path / "stored.mp4", plain_frames(4, (96, 64)))
+    turned = tmp_path / "turned.mp4"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(stored), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(turned)], check=True, timeout=60)
+    out = tmp_path / "out"
+    result = run_process(turned, "--out", out, "--figure")
+    assert result.returncode == 0, result.stderr
+    header, frames = read(out / "turned.jsonl")
+    assert header["source"]["size"] == [64, 96] and all(f["frame_size"] == [64, 96] for f in frames)
+    # Turned the way ffmpeg's own autorotate turns it (the other way round would be a different picture).
+    reference = tmp_path / "reference.png"
+    subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", str(turned), "-frames:v", "1", str(reference)],
+                   check=True, timeout=60)
+    first = next(media.frames(media.open_input(turned))).image
+    expected = cv2.imread(str(reference))
+    assert first.shape == expected.shape == (96, 64, 3)
+    assert np.abs(first.astype(int) - expected).mean() < 4
+    assert np.abs(cv2.rotate(first, cv2.ROTATE_180).astype(int) - expected).mean() > 20

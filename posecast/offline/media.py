@@ -83,6 +83,17 @@ def open_input(path: Path) -> Input:
     return _probe_video(path)
 
 
+_ROTATE = {90: cv2.ROTATE_90_COUNTERCLOCKWISE, -90: cv2.ROTATE_90_CLOCKWISE, 270: cv2.ROTATE_90_CLOCKWISE,
+           180: cv2.ROTATE_180, -180: cv2.ROTATE_180}
+
+
+def upright(image: np.ndarray, rotation: float) -> np.ndarray:
+    """A frame as players show it: `rotation` is the display matrix's counter-clockwise turn in degrees
+    (phones record portrait video as landscape plus this matrix), applied as ffmpeg's own autorotate does."""
+    code = _ROTATE.get(int(round(rotation)))
+    return image if code is None else cv2.rotate(image, code)
+
+
 def _probe_video(path: Path) -> Input:
     try:
         with av.open(str(path)) as container:
@@ -96,8 +107,11 @@ def _probe_video(path: Path) -> Input:
             expected = int(stream.frames) or None
             if expected is None and container.duration:
                 expected = round(container.duration / 1e6 * fps)
-            return Input(path, "video", fps=fps, expected_frames=expected,
-                         size=(stream.codec_context.width, stream.codec_context.height))
+            w, h = stream.codec_context.width, stream.codec_context.height
+            first = next(container.decode(stream), None)  # its display matrix says whether it is turned
+            if first is not None and int(round(first.rotation)) % 180 == 90:
+                w, h = h, w
+            return Input(path, "video", fps=fps, expected_frames=expected, size=(w, h))
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         reason = f"ffmpeg: {getattr(exc, 'strerror', None) or exc}"
         if path.suffix.lower() in INDEXED_SUFFIXES:
@@ -171,7 +185,7 @@ def _video_frames(item: Input, max_frames: int | None) -> Iterator[Frame]:
                     if last_t is not None and t <= last_t:  # repeated or missing stamps: keep time moving
                         t = last_t + 1.0 / item.fps
                     last_t = t
-                    if not put(Frame(index, t, frame.to_ndarray(format="bgr24"))):
+                    if not put(Frame(index, t, upright(frame.to_ndarray(format="bgr24"), frame.rotation))):
                         return
         except av.error.FFmpegError as exc:
             errors.append(getattr(exc, "strerror", None) or str(exc))

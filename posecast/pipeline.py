@@ -38,10 +38,11 @@ class RunningMode(str, Enum):
 
 @dataclass
 class FrameResult:
-    """What an estimator found in one frame; `people` are JSON-ready dicts (posecast.records.person_record)."""
+    """What an estimator found in one frame; `people` are JSON-ready dicts as in docs/protocol.md."""
     people: list[dict] = field(default_factory=list)
     crop: tuple[float, float, float, float] | None = None
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage
+    scene: dict = field(default_factory=dict)  # stream-wide fields of the pose message: camera, floor
 
 
 class FrameProcessor(Protocol):

@@ -5,8 +5,13 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from posecast.pipeline import PipelineOptions, default_threads
+from posecast.pipeline import PipelineOptions, PoseEstimator, default_threads
+from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
 from posecast.smoothing import OneEuroOptions
+
+
+class CannotStart(Exception):
+    """The pipeline cannot start with these options (a model missing, no CUDA, a bad value): one line."""
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,6 +40,14 @@ def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
     smoothing = OneEuroOptions(args.min_cutoff, args.beta, args.d_cutoff) if args.smoothing else None
     return PipelineOptions(detector_path=args.detector, lifter_path=args.lifter, device=args.device,
                            threads=args.threads, input_height=args.input_height, smoothing=smoothing)
+
+
+def open_estimator(args: argparse.Namespace) -> PoseEstimator:
+    """The estimator for these options; CannotStart with the reason when it cannot be opened."""
+    try:
+        return PoseEstimator(pipeline_options(args))
+    except (ModelNotFoundError, DeviceUnavailableError, ValueError) as exc:
+        raise CannotStart(str(exc)) from None
 
 
 def describe(options: PipelineOptions) -> dict:

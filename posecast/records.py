@@ -23,33 +23,37 @@ def _round(a: np.ndarray, digits: int) -> list:
 
 
 def person_record(track_id: int, main: bool, score: float, joints3d: np.ndarray, keypoints: np.ndarray,
-                  confidence: np.ndarray, coco18: np.ndarray, coco18_confidence: np.ndarray) -> dict:
+                  confidence: np.ndarray, coco18: np.ndarray, coco18_confidence: np.ndarray, **extra) -> dict:
     """One person, JSON-ready. joints3d [17, 3] mm (camera axes, pelvis-relative), keypoints [17, 2] frame pixels,
-    confidence [17] (0 = missing), coco18 [18, 2] pixels with coco18_confidence [18].
+    confidence [17] (0 = missing), coco18 [18, 2] pixels with coco18_confidence [18]; `extra`: further JSON-ready
+    fields of the person (e.g. where they are in the room), placed after joints3d.
     A missing joint's coordinates are written as zeros: readers go by its confidence."""
     missing = np.asarray(confidence) <= 0
     return {
         "id": int(track_id), "main": bool(main), "score": round(float(score), 3),
         "joints3d": _round(np.where(missing[:, None], 0.0, joints3d), 1),
+        **extra,
         "keypoints": _round(np.where(missing[:, None], 0.0, keypoints), 1),
         "confidence": _round(confidence, 3),
         "coco18": _round(np.concatenate([coco18, np.asarray(coco18_confidence)[:, None]], axis=1), 3),
     }
 
 
-def frame_fields(frame_size: tuple[int, int], crop: Sequence[float] | None, people: list[dict]) -> dict:
-    """What a frame's pose data holds, live and recorded alike: frame size (w, h), the detector's crop, the people."""
+def frame_fields(frame_size: tuple[int, int], crop: Sequence[float] | None, people: list[dict],
+                 scene: Mapping | None = None) -> dict:
+    """What a frame's pose data holds, live and recorded alike: frame size (w, h), the detector's crop, the people,
+    then `scene`: the stream-wide JSON-ready fields the pipeline gives (FrameResult.scene, when it has them)."""
     return {"frame_size": [int(frame_size[0]), int(frame_size[1])],
             "crop": [round(float(v), 1) for v in crop] if crop is not None else None,
-            "people": people}
+            "people": people, **(scene or {})}
 
 
 def frame_record(index: int, t: float | None, frame_size: tuple[int, int], crop: Sequence[float] | None,
-                 people: list[dict], **extra) -> dict:
+                 people: list[dict], scene: Mapping | None = None, **extra) -> dict:
     """One line of a recording: the frame's index (0-based, every decoded frame), its time in seconds
     (None for unrelated images), then frame_fields; `extra` (e.g. `source`, the image's file name) goes last."""
     return {"index": int(index), "t": None if t is None else round(float(t), 4),
-            **frame_fields(frame_size, crop, people), **extra}
+            **frame_fields(frame_size, crop, people, scene), **extra}
 
 
 def header_record(models: Mapping, options: Mapping, source: Mapping | None = None) -> dict:

@@ -10,9 +10,7 @@ import sys
 from collections.abc import Sequence
 
 from posecast.logs import setup_logging
-from posecast.pipeline import PoseEstimator
-from posecast.pipeline_args import add_pipeline_arguments, pipeline_options
-from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
+from posecast.pipeline_args import CannotStart, add_pipeline_arguments, open_estimator
 
 from .app import PoseServer, ServerOptions
 
@@ -70,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
     if logging.getLogger().level > logging.DEBUG:  # one INFO line per HTTP request otherwise
         logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
-        estimator = PoseEstimator(pipeline_options(args))
-    except (ModelNotFoundError, DeviceUnavailableError) as exc:
+        estimator = open_estimator(args)
+    except CannotStart as exc:
         log.error("%s", exc)
         return 1
     options = ServerOptions(host=args.host, port=args.port, max_peers=args.max_peers,

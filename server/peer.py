@@ -142,7 +142,8 @@ class Peer:
             "dropped": self.dropped,
             "provider": self.provider,
             # The same frame fields (and people) as a line of a recording: one schema (posecast/records.py).
-            **records.frame_fields((bgr.shape[1], bgr.shape[0]), result.crop, result.people),
+            **records.frame_fields((bgr.shape[1], bgr.shape[0]), result.crop, result.people,
+                                   result.scene),
         }
         return records.dumps(message)
 

@@ -17,9 +17,8 @@ import cv2
 import numpy as np
 
 from posecast import records
-from posecast.pipeline import Estimator, PoseEstimator, RunningMode
-from posecast.pipeline_args import add_pipeline_arguments, describe, pipeline_options
-from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
+from posecast.pipeline import Estimator, RunningMode
+from posecast.pipeline_args import CannotStart, add_pipeline_arguments, describe, open_estimator
 
 from . import media
 from .figure import four_panels
@@ -131,7 +130,8 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
                 totals.pipeline_s += time.perf_counter() - t0
                 h, w = frame.image.shape[:2]
                 extra = {"source": frame.source} if frame.source is not None else {}
-                record = records.frame_record(frame.index, frame.t, (w, h), result.crop, result.people, **extra)
+                record = records.frame_record(frame.index, frame.t, (w, h), result.crop, result.people,
+                                              result.scene, **extra)
                 jsonl.write(records.dumps(record) + "\n")
                 if table is not None:
                     table.write(record)
@@ -212,13 +212,12 @@ def run(args: argparse.Namespace) -> int:
                           seen[name], item.path, args.out / name)
                 return 1
             seen[name] = item.path
-    pipeline = pipeline_options(args)
     try:
-        estimator = PoseEstimator(pipeline)
-    except (ModelNotFoundError, DeviceUnavailableError) as exc:
+        estimator = open_estimator(args)
+    except CannotStart as exc:
         log.error("%s", exc)
         return 1
-    options = {**describe(pipeline), "max_frames": args.max_frames}
+    options = {**describe(estimator.options), "max_frames": args.max_frames}
     totals = Totals()
     for item in items:
         try:

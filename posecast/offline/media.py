@@ -68,7 +68,10 @@ def open_input(path: Path) -> Input:
     if path.is_dir():
         images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
         if not images:
-            raise InputError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)}; subfolders are not read)")
+            others = [p.name for p in sorted(path.iterdir()) if p.is_file()]
+            hint = f"; other files, e.g. {others[0]}, are read only when named as inputs" if others else ""
+            raise InputError(f"{path}: folder has no images ({', '.join(IMAGE_SUFFIXES)}; subfolders are not "
+                             f"read){hint}")
         return Input(path, "images", images=images)
     if not path.is_file():
         raise InputError(f"{path}: not a regular file")

@@ -55,7 +55,7 @@ def export(checkpoint: Path, out: Path, files=None) -> dict:
     import torch
 
     from training.evaluate import evaluate, summary, torch_predictor
-    from training.fit import load_checkpoint
+    from training.model import load_checkpoint
 
     net, ckpt = load_checkpoint(checkpoint)
     net.eval()

@@ -149,7 +149,7 @@ def fit_temporal(opts: TemporalFitOptions) -> dict:
                 save(last)
                 last_save = time.monotonic()
                 log.info("epoch %d: step %d, train MPJPE %.1f mm (checkpoint)", epoch, k + 1, total / max(count, 1))
-        rows = evaluate_tracks(torch_window_predictor(net), files, frames=opts.eval_frames)
+        rows = evaluate_tracks(torch_window_predictor(net), files, frames=opts.eval_frames, window=opts.model.window)
         score = selection_score(rows)
         record = {"epoch": epoch, "train_mpjpe": total / max(count, 1), "lr": optimiser.param_groups[0]["lr"],
                   "score": score, "minutes": (time.monotonic() - started) / 60, "rows": rows}

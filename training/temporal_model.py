@@ -135,7 +135,8 @@ def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibr
     The ONNX file holds each Linear with its batch norm folded in. Each Linear gets the folded
     weights (the newest frame's columns of the stem; the older frames' at zero), scaled down to
     the max-norm bound, and its batch norm is set to undo that scale around the layer's own
-    statistics on `calibration` windows: exact in eval mode, about the same in training mode."""
+    training-mode statistics on `calibration` windows: exact in eval mode, and in training mode
+    about what the per-frame lifter computed while it trained."""
     if net.opts.arch != "mlp":
         raise ValueError("only the windowed MLP can start from the per-frame lifter")
     t = net.opts.window
@@ -162,19 +163,26 @@ def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibr
     for name in ("head", "pass_scale"):
         getattr(net, name).weight.copy_(torch.from_numpy(weights[f"{name}.weight"].copy()))
         getattr(net, name).bias.copy_(torch.from_numpy(weights[f"{name}.bias"].copy()))
-    inputs: dict = {}
-    hooks = [norm.register_forward_hook(lambda m, i, o: inputs.__setitem__(m, i[0])) for norm in scales]
-    net.eval()
-    net(*calibration)
-    for h in hooks:
-        h.remove()
+    # Layer by layer in training mode (dropout on, batch statistics), as the per-frame lifter was
+    # trained: its running statistics, and so its folded weights, are those of training mode.
+    net.train()
+    momentum = {norm: norm.momentum for norm in scales}
+    for norm in scales:
+        norm.momentum = 0.0  # the passes below must not move the statistics already set
     for norm, scale in scales.items():
-        z = inputs[norm]
+        seen: list[torch.Tensor] = []
+        hook = norm.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+        net(*calibration)
+        hook.remove()
+        z = seen[0]
         mean, var = z.mean(0), z.var(0, unbiased=False)
         norm.running_mean.copy_(mean)
         norm.running_var.copy_(var)
         norm.weight.copy_(torch.sqrt(var + norm.eps) / scale)
         norm.bias.copy_(mean / scale)
+    for norm, value in momentum.items():
+        norm.momentum = value
+    net.eval()
 
 
 def load_temporal(path: Path) -> tuple[TemporalNet, dict]:

@@ -9,6 +9,7 @@ WEIGHTS = ROOT / "weights"
 WEB = ROOT / "web"
 DETECTOR_ONNX = WEIGHTS / "openpose.onnx"
 LIFTER_ONNX = WEIGHTS / "lifter.onnx"
+LIFTER_TEMPORAL_ONNX = WEIGHTS / "lifter_temporal.onnx"
 
 
 def shared_dir() -> Path:

@@ -40,9 +40,9 @@ def footage(size: tuple[int, int] = (640, 480)) -> Iterator[np.ndarray]:
 
 
 async def stream(server: PoseServer, seconds: float, frames: Iterator[np.ndarray] | None = None,
-                 fps: float = 30.0) -> PoseClient:
+                 fps: float = 30.0, keep: int | None = None) -> PoseClient:
     """A client that connected, started its video and has had poses for `seconds`."""
-    client = PoseClient(ws_url(server))
+    client = PoseClient(ws_url(server), keep)
     hello = await client.connect()
     assert hello["type"] == "hello"
     await client.start_video(TaggedVideoTrack(frames or footage(), fps))

@@ -1,6 +1,7 @@
 """Hostile and broken clients, and what the server holds: for tests/test_robustness.py and `benchmarks soak`.
 
 - `offer_mutations`: a real offer mangled the ways a fuzzer (or a broken client) would.
+- `vanish`: a client that streams and then goes away (TCP cut, WebRTC first, before its answer, ...).
 - `FakeEstimator`: a stand-in for the models, a fixed crowd after a fixed delay, where inference is not the point.
 - `Resources`: threads, file descriptors, memory, live peer connections and tasks of this process.
 """
@@ -21,13 +22,45 @@ from aiortc import RTCPeerConnection
 
 from posecast.pipeline import FrameResult
 
-from .client import TaggedVideoTrack, drawn_frames
+from .client import PoseClient, TaggedVideoTrack, drawn_frames
 
 NUMBER = re.compile(r"\d+")
 HOSTILE_NUMBERS = ("-1", "0", "65536", "70000", "4294967296", "18446744073709551616", "9" * 40, "1e9", "0x10", "")
 HOSTILE_TEXT = ("\x00", "\x7f", "é", "\u202e", "%s%n", "'\"<>", " " * 50, "a=" * 30, "\r", "\t")
 HOSTILE_ADDRESSES = ("0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "999.1.1.1", "example.com",
                      "a" * 300 + ".local", "fe80::1%eth0", "127.0.0.1")
+
+
+VANISH_WAYS = ("socket cut", "video first", "goodbye", "before the answer", "before its offer")
+
+
+async def vanish(url: str, how: str, frames: Iterator[np.ndarray] | None = None) -> None:
+    """A client of the server at url that streams, then goes away in one of VANISH_WAYS."""
+    client = PoseClient(url)
+    await client.connect()
+    if how == "before its offer":
+        client.ws.transport.abort()
+        return
+    if how == "before the answer":
+        client.pc = RTCPeerConnection()
+        client.pc.addTransceiver(TaggedVideoTrack(drawn_frames()), direction="sendonly")
+        await client.pc.setLocalDescription(await client.pc.createOffer())
+        await client.send({"type": "offer", "sdp": client.pc.localDescription.sdp})
+        client.ws.transport.abort()
+        await client.pc.close()
+        return
+    await client.start_video(TaggedVideoTrack(frames or drawn_frames(), 30))
+    await client.wait_for_poses(5)
+    if how == "socket cut":  # TCP gone, the video still flowing until the server closes its side
+        client.ws.transport.abort()
+        await asyncio.sleep(0.3)
+    elif how == "video first":  # the WebRTC peer closed, the websocket left open, then cut
+        await client.pc.close()
+        await asyncio.sleep(0.3)
+        client.ws.transport.abort()
+    elif how == "goodbye":
+        await client.ws.close()
+    await client.close()
 
 
 async def real_offer() -> str:

@@ -31,7 +31,7 @@ from server.app import PoseServer
 from server.client import PoseClient, TaggedVideoTrack, clip_frames, drawn_frames
 from server.outbox import UNREAD_CLOSE_CODE
 from server.static import INLINE_SCRIPT
-from server.stress import FakeEstimator, Resources, offer_mutations, real_offer
+from server.stress import VANISH_WAYS, FakeEstimator, Resources, offer_mutations, real_offer, vanish
 from server_fixtures import CLIP, footage, serve, session_of, stream, ws_url  # noqa: F401 (serve is a fixture)
 from tests.conftest import model_path
 
@@ -102,45 +102,13 @@ async def test_fuzzed_offers_get_an_answer_or_a_clear_error(serve, no_errors_log
     await client.close()
 
 
-async def vanish(server: PoseServer, how: str) -> None:
-    """A client that streams, then goes away in one of the ways real ones do."""
-    client = PoseClient(ws_url(server))
-    await client.connect()
-    if how == "before its offer":
-        client.ws.transport.abort()
-        return
-    if how == "before the answer":
-        from aiortc import RTCPeerConnection
-
-        client.pc = RTCPeerConnection()
-        client.pc.addTransceiver(TaggedVideoTrack(drawn_frames()), direction="sendonly")
-        await client.pc.setLocalDescription(await client.pc.createOffer())
-        await client.send({"type": "offer", "sdp": client.pc.localDescription.sdp})
-        client.ws.transport.abort()
-        await client.pc.close()
-        return
-    await client.start_video(TaggedVideoTrack(footage(), 30))
-    await client.wait_for_poses(5)
-    if how == "socket cut":  # TCP gone, the video still flowing until the server closes its side
-        client.ws.transport.abort()
-        await asyncio.sleep(0.3)
-    elif how == "video first":  # the WebRTC peer closed, the websocket left open, then cut
-        await client.pc.close()
-        await asyncio.sleep(0.3)
-        client.ws.transport.abort()
-    elif how == "goodbye":
-        await client.ws.close()
-    await client.close()
-
-
 async def test_vanishing_clients_leave_nothing_behind(serve, no_errors_logged):
     server = await serve(FakeEstimator(0.005))
-    ways = ("socket cut", "video first", "goodbye", "before the answer", "before its offer")
-    await vanish(server, "socket cut")  # first use: codecs, the inference thread, lazily imported modules
+    await vanish(ws_url(server), "socket cut", footage())  # first use: codecs, the inference thread, lazily imported modules
     await wait_until(lambda: not server.sessions, 10, "the first client's session was not cleaned up")
     before = await Resources.now(settle_s=0.5)
     for i in range(VANISHING_CLIENTS):
-        await vanish(server, ways[i % len(ways)])
+        await vanish(ws_url(server), VANISH_WAYS[i % len(VANISH_WAYS)], footage())
     await wait_until(lambda: not server.sessions, 10, "sessions of vanished clients are still open")
     after = await Resources.now(settle_s=1.0)
     growth = after.growth(before)

@@ -15,6 +15,7 @@ MAX_MEDIA = 8  # m= sections; the page sends one
 MDNS_NAME = re.compile(r"[A-Za-z0-9-]{1,63}\.local")  # browsers hide host addresses behind mDNS names
 NUMBER = re.compile(r"\d{1,10}")
 TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
+ICE_CHARS = re.compile(r"[A-Za-z0-9+/]{1,256}")  # RFC 8839 ice-char, for ice-ufrag and ice-pwd
 CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
 DIRECTIONS = ("sendonly", "sendrecv", "recvonly", "inactive")
 RTP_PROTOCOLS = ("UDP/TLS/RTP/SAVPF", "TCP/TLS/RTP/SAVPF", "RTP/SAVPF", "UDP/TLS/RTP/SAVP", "RTP/SAVP")
@@ -119,8 +120,8 @@ def _check_attribute(name: str, value: str) -> None:
         raise OfferError(f"a=setup:{quote(value)} is not one of {', '.join(SETUP_ROLES)}")
     elif name == "fingerprint" and len(value.split()) != 2:
         raise OfferError(f"a=fingerprint:{quote(value)} is malformed (expected 'algorithm hash')")
-    elif name in ("ice-ufrag", "ice-pwd") and not (0 < len(value) <= 256 and TOKEN.fullmatch(value)):
-        raise OfferError(f"a={name} {quote(value)} is not a short token")
+    elif name in ("ice-ufrag", "ice-pwd") and not ICE_CHARS.fullmatch(value):
+        raise OfferError(f"a={name} {quote(value)} is not 1-256 letters, digits, + or /")
     elif name == "rtcp" and " " in value:
         _check_connection(value.split(" ", 1)[1], "a=rtcp")
     elif name == "ssrc-group":

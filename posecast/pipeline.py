@@ -22,6 +22,7 @@ import onnxruntime as ort
 from posecast import paths
 from posecast.detector import Detector, DetectorOptions
 from posecast.lifter import Lifter
+from posecast.records import person_record
 from posecast.runtime import Device, create_session, provider_name
 from posecast.skeleton import coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
@@ -41,6 +42,7 @@ class FrameResult:
     people: list[dict] = field(default_factory=list)
     crop: tuple[float, float, float, float] | None = None
     timings: dict[str, float] = field(default_factory=dict)  # ms per stage
+    scene: dict = field(default_factory=dict)  # stream-wide fields of the pose message: camera, floor
 
 
 class FrameProcessor(Protocol):
@@ -87,10 +89,6 @@ def model_summary(session: ort.InferenceSession, path: Path) -> dict:
     except json.JSONDecodeError:
         manifest = {}
     return {"file": path.name, "provider": provider_name(session), **manifest}
-
-
-def _round(a: np.ndarray, digits: int) -> list:
-    return np.round(np.asarray(a, np.float64), digits).tolist()
 
 
 class PoseEstimator:
@@ -149,19 +147,10 @@ class PoseStream:
         t2 = time.perf_counter()
         out = []
         for i, person in enumerate(people):
-            valid = cf17[i] > 0
             j3d = joints3d[i]
             if self.smoother is not None:
-                j3d = self.smoother(int(person.id), j3d, valid, t)
-            # Missing joints carry no position: zeros, with confidence 0 telling the page to hide them.
-            j3d = np.where(valid[:, None], j3d, 0.0)
-            out.append({
-                "id": int(person.id), "main": bool(person.main), "score": round(float(person.score), 3),
-                "joints3d": _round(j3d, 1),
-                "keypoints": _round(kp17[i], 1),
-                "confidence": _round(cf17[i], 3),
-                "coco18": _round(np.concatenate([kp18[i], cf18[i][:, None]], axis=1), 3),
-            })
+                j3d = self.smoother(int(person.id), j3d, cf17[i] > 0, t)
+            out.append(person_record(person.id, person.main, person.score, j3d, kp17[i], cf17[i], kp18[i], cf18[i]))
         if self.smoother is not None:
             self.smoother.forget_stale(t)
         t3 = time.perf_counter()

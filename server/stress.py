@@ -128,8 +128,16 @@ def offer_mutations(sdp: str, count: int, seed: int = 0) -> Iterator[tuple[str, 
         yield mutate(sdp, rng)
 
 
+# A person standing, arms half down (Human3.6M-17 order, mm, camera axes: x right, y down, pelvis at 0).
+STANDING_MM = np.array([
+    (0, 0, 0), (-100, 0, 0), (-100, 420, 0), (-100, 830, 0), (100, 0, 0), (100, 420, 0), (100, 830, 0),
+    (0, -200, 0), (0, -450, 0), (0, -560, -40), (0, -680, 0), (150, -450, 0), (330, -280, 0), (420, -80, 0),
+    (-150, -450, 0), (-330, -280, 0), (-420, -80, 0)], np.float64)
+
+
 class CrowdProcessor:
-    """Takes `delay` seconds per frame and finds `people` fixed people (a big crowd makes big messages)."""
+    """Takes `delay` seconds per frame and finds `people` people standing and waving (a big crowd makes big
+    messages; nobody makes a recording without a BVH)."""
 
     def __init__(self, delay: float, people: int) -> None:
         self.delay = delay
@@ -141,7 +149,10 @@ class CrowdProcessor:
         if self.delay:
             time.sleep(self.delay)
         h, w = frame_bgr.shape[:2]
-        people = [{"id": i + 1, "main": i == 0, "score": 0.9, "joints3d": [[0.0, 0.0, 0.0]] * 17,
+        joints = STANDING_MM.copy()
+        joints[[13, 16], 1] -= 300 * abs(np.sin(self.calls / 10))  # both wrists go up and down
+        joints3d = np.round(joints, 1).tolist()
+        people = [{"id": i + 1, "main": i == 0, "score": 0.9, "joints3d": joints3d,
                    "keypoints": [[w / 2, h / 2]] * 17, "confidence": [1.0] * 17, "coco18": [[w / 2, h / 2, 1.0]] * 18}
                   for i in range(self.people)]
         return FrameResult(people=people, crop=(0, 0, w, h), timings={"detect": self.delay * 1e3})

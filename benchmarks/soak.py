@@ -108,7 +108,8 @@ async def long_run(url: str, clients: int, minutes: float) -> None:
 
 
 async def soak(args: argparse.Namespace) -> None:
-    estimator = (PoseEstimator(PipelineOptions(device="cpu")) if args.real_models else FakeEstimator(0.02, people=20))  # 20 people: big messages
+    # The stand-in finds 20 people: big messages, so that a client that does not read fills its buffers soon.
+    estimator = PoseEstimator(PipelineOptions(device="cpu")) if args.real_models else FakeEstimator(0.02, people=20)
     server = PoseServer(ServerOptions(port=0, max_peers=max(4, args.clients)), estimator)
     await server.start()
     url = f"ws://127.0.0.1:{server.port}/ws"

@@ -191,7 +191,8 @@ class Resources:
             rss_pages = int(f.read().split()[1])
         return cls(threads=threading.active_count(), fds=len(os.listdir("/proc/self/fd")),
                    rss_mb=rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20,
-                   peer_connections=sum(type(o) is RTCPeerConnection for o in gc.get_objects()),  # no isinstance: weak proxies
+                   # type(), not isinstance(): the objects include weak proxies to dead ones
+                   peer_connections=sum(type(o) is RTCPeerConnection for o in gc.get_objects()),
                    tasks=len(asyncio.all_tasks()))
 
     def growth(self, before: Resources) -> dict[str, float]:

@@ -17,7 +17,7 @@ import pytest
 from posecast import paths, records
 from posecast.pipeline import PipelineOptions, PoseEstimator
 from server.app import PoseServer
-from server.client import PoseClient, TaggedVideoTrack, clip_frames, drawn_frames
+from server.client import PoseClient, clip_frames, drawn_frames
 from server.recording import RecordingLimits
 from server.stress import FakeEstimator
 from server_fixtures import serve, stream  # noqa: F401 (serve is a fixture)

@@ -104,7 +104,8 @@ async def test_fuzzed_offers_get_an_answer_or_a_clear_error(serve, no_errors_log
 
 async def test_vanishing_clients_leave_nothing_behind(serve, no_errors_logged):
     server = await serve(FakeEstimator(0.005))
-    await vanish(ws_url(server), "socket cut", footage())  # first use: codecs, the inference thread, lazily imported modules
+    # The first client sets up codecs, the inference thread, lazily imported modules: not a leak.
+    await vanish(ws_url(server), "socket cut", footage())
     await wait_until(lambda: not server.sessions, 10, "the first client's session was not cleaned up")
     before = await Resources.now(settle_s=0.5)
     for i in range(VANISHING_CLIENTS):

@@ -96,8 +96,9 @@ class PoseServer:
     async def start(self) -> None:
         o = self.options
         # websockets itself closes (1009) beyond 4x our limit; up to that we answer `too_large` and carry on.
+        # max_queue: messages read but not yet handled (while an offer is answered): 4 x 1 MiB per client at most.
         self._server = await serve(self._handle, o.host, o.port, process_request=self._http,
-                                   max_size=4 * o.max_message_bytes, max_queue=16)
+                                   max_size=4 * o.max_message_bytes, max_queue=4)
         log.info("serving http://%s:%d (websocket at /ws), provider %s, three.js %s",
                  o.host, self.port, self.estimator.provider, "local" if self.static.local_three else "from CDN")
 

@@ -194,6 +194,7 @@ class Recorder:
         self.header = header
         self.recording: Recording | None = None  # the latest: recording, finishing, or ready for download
         self._finishing: asyncio.Task | None = None
+        self._time_up: asyncio.TimerHandle | None = None  # the time limit, even when no pose comes
 
     @property
     def active(self) -> bool:
@@ -203,8 +204,14 @@ class Recorder:
         if self.active:
             raise RecordingRefused("already recording; send record/stop first")
         self.close()  # one recording per client: a new one replaces the last
-        self.recording = self.store.new(self.header())
+        try:
+            self.recording = self.store.new(self.header())
+        except OSError as exc:  # the temporary folder: full, or not writable
+            log.error("cannot record: %s", exc)
+            raise RecordingRefused("the server cannot record now (its temporary folder is not writable)") from None
         self.outbox.on_pose_sent = self._on_pose_sent
+        self._time_up = asyncio.get_running_loop().call_later(self.store.limits.max_seconds, self._out_of_time,
+                                                              self.recording)
         limits = self.store.limits
         self.outbox.send({"type": "recording", "state": "recording", "max_seconds": limits.max_seconds,
                           "max_bytes": limits.max_bytes})
@@ -215,9 +222,16 @@ class Recorder:
         self.recording.stop("requested")
         self._stopped(self.recording)
 
+    def _out_of_time(self, recording: Recording) -> None:
+        if recording is self.recording and self.active:
+            recording.stop("time_limit")
+            self._stopped(recording)
+
     def _stopped(self, recording: Recording) -> None:
         reason = recording.stop_reason
         self.outbox.on_pose_sent = None
+        if self._time_up is not None:
+            self._time_up.cancel()
         log.info("recording stopped (%s): %d poses, %.1f s, %d bytes", reason, recording.frames,
                  recording.seconds, recording.bytes)
         self.outbox.send({"type": "recording", "state": "stopped", "reason": reason, **self._figures(recording)})
@@ -244,6 +258,8 @@ class Recorder:
     def close(self) -> None:
         """The client left (or starts anew): its recording goes, files and all."""
         self.outbox.on_pose_sent = None
+        if self._time_up is not None:
+            self._time_up.cancel()
         if self.recording is not None:
             self.store.delete(self.recording)
             self.recording = None

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 
 from conftest import shared_path
-from page_browser import open_page
+from page_browser import ARTIFACTS, open_page
 from page_servers import real_server
 from posecast import records
 from training.bvh import read_bvh
@@ -39,6 +39,8 @@ def test_record_stop_and_download_jsonl_and_bvh(tmp_path):
         log.info("recorded: %s", recording)
         assert recording["poses"] == recording["frames"] > 5, recording
         assert recording["bvhError"] is None
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "page_recording.png")
 
         files = {}
         for fmt in ("jsonl", "bvh"):

@@ -178,3 +178,16 @@ async def test_downloads_are_private_expire_and_leave_nothing_behind(serve):
     assert not list(folder.iterdir()), "the recordings of a client that left are deleted"
     await server.stop()
     assert not folder.exists(), "the server's folder goes when it stops"
+
+
+async def test_the_time_limit_holds_even_when_no_pose_comes(serve):
+    server = await serve(FakeEstimator(), recording=RecordingLimits(max_seconds=0.5))
+    client = PoseClient(f"ws://127.0.0.1:{server.port}/ws")
+    await client.connect()  # no video: no pose will ever be recorded
+    await client.send({"type": "record", "action": "start"})
+    await recording_reply(client, "recording")
+    stopped = await recording_reply(client, "stopped", timeout=3)
+    ready = await recording_reply(client, "ready")
+    assert stopped["reason"] == "time_limit" and stopped["frames"] == 0
+    assert ready["downloads"]["bvh"] is None and "nothing was recorded" in ready["bvh_error"]
+    await client.close()

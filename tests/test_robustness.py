@@ -339,3 +339,44 @@ async def test_http_is_get_and_head_only_with_security_headers(serve):
     cut = await asyncio.to_thread(raw_http, port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
     assert b"200 OK" not in cut
     assert (await asyncio.to_thread(request, "GET", "/healthz")).status == 200
+
+
+def chromium_offer() -> str:
+    """An offer from Debian's Chromium: a canvas track, send-only, host candidates behind mDNS names."""
+    from playwright.sync_api import sync_playwright
+
+    from page_browser import BASE_ARGS, CHROMIUM
+
+    if not CHROMIUM.is_file():
+        pytest.skip(f"Chromium not found at {CHROMIUM}")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=BASE_ARGS)
+        try:
+            return browser.new_page().evaluate("""async () => {
+                const canvas = Object.assign(document.createElement("canvas"), { width: 64, height: 48 });
+                canvas.getContext("2d").fillRect(0, 0, 8, 8);
+                const pc = new RTCPeerConnection();
+                pc.addTransceiver(canvas.captureStream(10).getVideoTracks()[0], { direction: "sendonly" });
+                await pc.setLocalDescription(await pc.createOffer());
+                await new Promise((done) => {
+                    pc.onicegatheringstatechange = () => pc.iceGatheringState === "complete" && done();
+                    setTimeout(done, 3000);
+                });
+                return pc.localDescription.sdp;
+            }""")
+        finally:
+            browser.close()
+
+
+async def test_a_real_browsers_offer_passes_the_checks(serve):
+    # The checks must refuse hostile offers, not the page's: Chromium's own offer (mDNS candidates, ice-pwd with
+    # '/', a dozen codecs) is answered. The page tests stream from Chromium for real.
+    server = await serve(FakeEstimator())
+    offer = await asyncio.to_thread(chromium_offer)
+    assert "a=candidate:" in offer
+    client = PoseClient(ws_url(server))
+    await client.connect()
+    await client.send({"type": "offer", "sdp": offer})
+    reply = await client.next_message()
+    assert reply["type"] == "answer", reply
+    await client.close()

@@ -126,6 +126,9 @@ class Recording:
             write_bvh(self.paths["bvh"], np.stack(self._joints), np.stack(self._valid), self.fps(), root)
         except ValueError as exc:
             self.bvh_error = str(exc)
+        except OSError as exc:  # the folder went (the server is stopping) or is full
+            log.warning("could not write a recording's BVH: %s", exc)
+            self.bvh_error = "the server could not write the BVH file"
         self._joints = self._valid = self._root = []  # only the files are kept
         self.ready = True
 

@@ -35,7 +35,7 @@ from server.stress import VANISH_WAYS, FakeEstimator, Resources, offer_mutations
 from server_fixtures import CLIP, footage, serve, session_of, stream, ws_url  # noqa: F401 (serve is a fixture)
 from tests.conftest import model_path
 
-FUZZED_OFFERS = 200
+FUZZED_OFFERS = 300  # as many as the issue tried; ~2 s
 VANISHING_CLIENTS = 12
 # What an error message must never contain: Python's own words about its internals.
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""BVH export: 3D joints (Human3.6M-17, camera axes) -> a BVH skeleton that Blender, Unity & co. play.
+"""BVH export: 3D joints (Human3.6M-17, camera axes) -> a BVH skeleton that Blender and other tools play.
 
 A BVH has fixed bone lengths and moves only by joint rotations, while the lifter gives positions whose
 bone lengths vary a little from frame to frame. So the export fits a skeleton (docs/bvh.md):
@@ -42,11 +42,12 @@ REST_DIRECTION: dict[tuple[str, str], tuple[float, float, float]] = {
 }
 assert set(REST_DIRECTION) == {(H36M17[a], H36M17[b]) for a, b in H36M17_EDGES}
 
-# Only used for a bone the recording never saw (e.g. legs below a desk): typical adult lengths, mm.
+# Only for a bone the recording never saw (e.g. legs below a desk): the Bandai actors' lengths (the
+# lifter's training data) under the same joint definitions, mm.
 FALLBACK_LENGTH_MM = {
-    "pelvis-r_hip": 130.0, "r_hip-r_knee": 440.0, "r_knee-r_ankle": 430.0,
-    "pelvis-spine": 230.0, "spine-thorax": 250.0, "thorax-neck_nose": 150.0, "neck_nose-head": 120.0,
-    "thorax-r_shoulder": 150.0, "r_shoulder-r_elbow": 280.0, "r_elbow-r_wrist": 250.0,
+    "pelvis-r_hip": 65.0, "r_hip-r_knee": 390.0, "r_knee-r_ankle": 410.0,
+    "pelvis-spine": 195.0, "spine-thorax": 195.0, "thorax-neck_nose": 180.0, "neck_nose-head": 130.0,
+    "thorax-r_shoulder": 105.0, "r_shoulder-r_elbow": 245.0, "r_elbow-r_wrist": 225.0,
 }
 
 
@@ -136,9 +137,11 @@ class BvhReport:
 
     def summary(self) -> str:
         worst = max(self.length_std_mm, key=self.length_std_mm.get)
+        fit = (f"fitted joints off by {self.position_error_mean_mm:.1f} mm on average, "
+               f"{self.position_error_max_mm:.1f} mm at most" if np.isfinite(self.position_error_mean_mm)
+               else "no frame with a pelvis or thorax to compare the fit")
         return (f"BVH: {self.frames} frames at {self.fps:g} fps, {len(self.bones)} joints; bone lengths "
-                f"varied by up to {self.length_std_mm[worst]:.1f} mm (std, {worst}); fitted joints off by "
-                f"{self.position_error_mean_mm:.1f} mm on average, {self.position_error_max_mm:.1f} mm at most")
+                f"varied by up to {self.length_std_mm[worst]:.1f} mm (std, {worst}); {fit}")
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -292,12 +295,18 @@ def skeleton_positions(local: np.ndarray, position: np.ndarray,
 
 
 def _position_error(x, ok, local, position, lengths) -> tuple[float, float]:
+    """Fitted vs input joints, each relative to the pelvis (frames without one: to the thorax, from
+    which the upper body hangs then), over the joints the input has."""
     tree, pos = skeleton_positions(local, position, lengths)
     first = {}
     for n, node in enumerate(tree):
         first.setdefault(node.joint, n)
-    fitted = pos[:, [first[j] for j in range(17)]] - position[:, None]
-    err = np.linalg.norm(fitted - (x - x[:, :1]), axis=-1)[ok & ok[:, :1]]
+    fitted = pos[:, [first[j] for j in range(17)]]
+    base = np.where(ok[:, H["pelvis"]], H["pelvis"], H["thorax"])
+    has_base = ok[np.arange(len(ok)), base]
+    rows = np.arange(len(ok))[:, None]
+    err = np.linalg.norm((fitted - fitted[rows, base[:, None]]) - (x - x[rows, base[:, None]]), axis=-1)
+    err = err[ok & has_base[:, None]]
     return (float(err.mean()), float(err.max())) if len(err) else (float("nan"), float("nan"))
 
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from posecast import paths
-from posecast.bvh_export import JOINTS, bvh_text, matrix_to_euler, nodes, write_bvh
+from posecast.bvh_export import JOINTS, bvh_text, matrix_to_euler, nodes, swing, write_bvh
 from posecast.lifter import Lifter
 from posecast.skeleton import C, H, H36M17, H36M17_EDGES, coco18_to_h36m17
 from training.body import coco18_points, h36m17_from_coco3d
-from training.bvh import euler_to_matrix, forward_kinematics, parse_bvh
+from training.bvh import axis_rotation, euler_to_matrix, forward_kinematics, parse_bvh
 from training.cameras import WORLD_TO_CAMERA, CameraRanges, random_cameras
 from training.sources import load_bvh_folder
 
@@ -28,9 +28,9 @@ MM_PER = {"mm": 1.0, "cm": 10.0, "m": 1000.0}
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory) -> dict:
-    """60 frames at 30 fps of real mocap (CMU 102_01, basketball) seen by a fixed camera 3.5 m away:
-    the true joints (camera axes, pelvis-relative) and the 2D the lifter gets. Without ../shared,
-    the synthetic walker of tests/synthetic_bvh.py."""
+    """60 frames at 30 fps of real mocap (CMU 102_01, basketball: dribbling, arms up) seen by a fixed
+    camera 3.5 m away: the true joints (camera axes, pelvis-relative) and the 2D the lifter gets.
+    Without ../shared, the synthetic walker of tests/synthetic_bvh.py, turning slowly."""
     folder = tmp_path_factory.mktemp("mocap")
     archive = paths.shared_dir() / "data/cmu-extra-bvh.tar.xz"
     if archive.is_file():
@@ -40,9 +40,11 @@ def clip(tmp_path_factory) -> dict:
     else:
         log.warning("%s absent: using the synthetic walker", archive)
         path, stride = folder / "walker.bvh", 1
-        write_synthetic_bvh(path, FRAMES, np.random.default_rng(3))
+        write_synthetic_bvh(path, FRAMES + 1, np.random.default_rng(3))
     (motion,) = load_bvh_folder([path], stride=stride).values()
-    rot = motion.rot[:FRAMES].astype(np.float64)
+    rot = motion.rot[1:FRAMES + 1].astype(np.float64)   # CMU's frame 0 is a T-pose, not motion
+    if stride == 1:  # the walker faces a random way in every frame: make it turn smoothly instead
+        rot[:, 0] = axis_rotation(np.linspace(0.0, np.pi / 2, FRAMES), "Y")
     pos, glob = forward_kinematics(motion.parents, rot, np.broadcast_to(motion.offsets[0], rot.shape[:2] + (3,)))
     head = glob[:, motion.parts.head]
     coco = coco18_points(pos[:, motion.landmarks], head @ motion.head_local[0, 0], head @ motion.head_local[0, 1])
@@ -98,6 +100,20 @@ def test_euler_angles_are_what_the_reader_turns_back_into_rotations(order):
     angles[:50, 1] = np.pi / 2 * rng.choice([-1, 1], 50)   # gimbal lock
     r = euler_to_matrix(angles, order)
     np.testing.assert_allclose(euler_to_matrix(matrix_to_euler(r, order), order), r, atol=1e-9)
+
+
+def test_swing_takes_a_to_b_by_a_proper_rotation():
+    rng = np.random.default_rng(2)
+    a = rng.normal(size=(300, 3))
+    a /= np.linalg.norm(a, axis=-1, keepdims=True)
+    b = rng.normal(size=(300, 3))
+    b /= np.linalg.norm(b, axis=-1, keepdims=True)
+    b[:20], b[20:40] = -a[:20], a[20:40]              # exactly opposite, and the same
+    r = swing(a, b)
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", r, a), b, atol=1e-7)
+    np.testing.assert_allclose(r @ np.swapaxes(r, -1, -2), np.broadcast_to(np.eye(3), r.shape), atol=1e-7)
+    np.testing.assert_allclose(np.linalg.det(r), 1.0, atol=1e-7)
+    np.testing.assert_allclose(np.einsum("nij,nj->ni", r, np.cross(a, b))[40:], np.cross(a, b)[40:], atol=1e-7)
 
 
 @pytest.mark.parametrize("units", ["cm", "m"])
@@ -184,6 +200,25 @@ def test_legs_never_seen_stay_in_the_rest_pose(clip):
     assert np.linalg.norm(got - bvh_axes(joints), axis=-1)[valid].max() < 2.0
 
 
+def test_upper_body_only_at_a_desk(clip):
+    joints = rest_length(clip["joints3d"])
+    valid = np.zeros(joints.shape[:2], bool)
+    upper = [H[n] for n in ("thorax", "neck_nose", "head", "l_shoulder", "l_elbow", "l_wrist",
+                            "r_shoulder", "r_elbow", "r_wrist")]
+    valid[:, upper] = True                  # no hips: no pelvis and no spine either (posecast.skeleton)
+    text, report = bvh_text(joints, valid, 30.0)
+    got, _ = read_joints(text)
+    want = bvh_axes(joints)
+    seen = [e for e, (a, b) in enumerate(H36M17_EDGES) if a in upper and b in upper]
+    assert directions_deg(got, want)[:, seen].max() < 0.01    # arms and head move as recorded
+    assert report.position_error_max_mm < 0.1                  # measured from the thorax
+    assert "pelvis-spine" in report.unmeasured and report.held_frames["pelvis"] == FRAMES
+    arms_only = np.zeros_like(valid)
+    arms_only[:, [H["l_elbow"], H["l_wrist"]]] = True
+    _, report = bvh_text(joints, arms_only, 30.0)
+    assert "no frame with a pelvis or thorax" in report.summary()
+
+
 @pytest.mark.parametrize("valid", [np.zeros((FRAMES, 17), bool), np.zeros((0, 17), bool)])
 def test_no_person_is_a_clear_error(valid):
     with pytest.raises(ValueError, match="no person in any of the"):
@@ -209,6 +244,32 @@ def standing_person() -> np.ndarray:
          "l_shoulder": (170, -450, 0), "l_elbow": (190, -180, 0), "l_wrist": (200, 60, -30),
          "r_shoulder": (-170, -450, 0), "r_elbow": (-190, -180, 0), "r_wrist": (-200, 60, -30)}
     return np.array([[p[n] for n in H36M17]], dtype=np.float64)
+
+
+def test_twist_comes_from_the_body_and_limbs_do_not_spin():
+    person = standing_person()
+    turn = np.radians(30.0)   # the upper body turned 30 degrees about the vertical, against the hips
+    c, s = np.cos(turn), np.sin(turn)
+    twisted = person.copy()
+    upper = [H[n] for n in H36M17[7:]]
+    twisted[0, upper] = person[0, upper] @ np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]).T
+    both = np.concatenate([person, twisted])
+    text, _ = bvh_text(both, np.ones((2, 17), bool), 30.0)
+    _, rot = read_joints(text)
+    spine = [n.name for n in nodes()].index("spine")
+    angle = np.degrees(np.arccos((np.trace(rot[1, spine]) - 1) / 2))
+    assert angle == pytest.approx(30.0, abs=1e-3) and abs(rot[1, spine][1, 1]) == pytest.approx(1.0)  # about Y
+    others = [k for k, n in enumerate(nodes()) if n.channels and n.name not in ("pelvis", "spine")]
+    np.testing.assert_allclose(rot[1, others], rot[0, others], atol=1e-6)   # the rest just follows
+
+
+def test_rotations_do_not_flip_on_real_motion(clip):
+    text, _ = bvh_text(clip["joints3d"], np.ones((FRAMES, 17), bool), 30.0)
+    _, rot = read_joints(text)
+    step = np.swapaxes(rot[:-1], -1, -2) @ rot[1:]
+    angle = np.degrees(np.arccos(np.clip((np.trace(step, axis1=-2, axis2=-1) - 1) / 2, -1, 1)))
+    log.info("%s: largest frame-to-frame turn of a joint %.1f degrees", clip["source"], angle.max())
+    assert angle.max() < 60.0   # a twist flip would be ~180 degrees; the fastest real joint here turns ~35
 
 
 def test_bvh_axes_y_up_facing_the_camera_and_the_root():
@@ -275,9 +336,10 @@ def test_blender_plays_the_exported_skeleton(tmp_path, clip):
     bvh = parse_bvh((tmp_path / "take.bvh").read_text())
     exported, _ = forward_kinematics(bvh.parents, *bvh.local_transforms())
     exported *= 10.0                                        # cm -> mm
-    subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "2", "--python-expr", BLENDER_SCRIPT,
-                    "--", str(tmp_path / "take.bvh"), str(tmp_path / "pose.json")],
-                   check=True, capture_output=True, timeout=120)
+    run = subprocess.run([blender, "-b", "--factory-startup", "--python-exit-code", "2", "--python-expr",
+                          BLENDER_SCRIPT, "--", str(tmp_path / "take.bvh"), str(tmp_path / "pose.json")],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, f"blender failed:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
     seen = json.loads((tmp_path / "pose.json").read_text())
     assert seen["last"] - seen["first"] + 1 == FRAMES and seen["fps"] == pytest.approx(30.0, abs=1e-3)
 

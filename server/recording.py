@@ -26,14 +26,12 @@ import numpy as np
 from posecast import records
 
 from .outbox import Outbox
+from .peer import LIVE_FIELDS
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("jsonl", "bvh")
 MIME = {"jsonl": "application/x-ndjson", "bvh": "text/plain; charset=us-ascii"}
-# The live fields of a pose message (server/peer.py); the rest are the frame fields a recording line has.
-LIVE_FIELDS = frozenset({"type", "frame", "tagged", "pts", "received_ts", "server_ts", "timings", "dropped",
-                         "provider"})
 
 
 @dataclass(frozen=True)

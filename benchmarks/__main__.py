@@ -6,4 +6,5 @@ entry("python -m benchmarks", "Measure speed and accuracy; prints figures, asser
                         "temporal lifter beside the per-frame lifter (+ One-Euro): latency and sequence table"),
     "detector": ("benchmarks.detector", "detector network and decoding time at several input sizes"),
     "latency": ("benchmarks.latency", "end-to-end WebRTC -> pose latency against the transport's own floor"),
+    "soak": ("benchmarks.soak", "hostile and vanishing clients for longer, the server's memory, fds and threads over time"),
 })

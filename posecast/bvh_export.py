@@ -137,9 +137,11 @@ class BvhReport:
 
     def summary(self) -> str:
         worst = max(self.length_std_mm, key=self.length_std_mm.get)
+        fit = (f"fitted joints off by {self.position_error_mean_mm:.1f} mm on average, "
+               f"{self.position_error_max_mm:.1f} mm at most" if np.isfinite(self.position_error_mean_mm)
+               else "no frame with a pelvis or thorax to compare the fit")
         return (f"BVH: {self.frames} frames at {self.fps:g} fps, {len(self.bones)} joints; bone lengths "
-                f"varied by up to {self.length_std_mm[worst]:.1f} mm (std, {worst}); fitted joints off by "
-                f"{self.position_error_mean_mm:.1f} mm on average, {self.position_error_max_mm:.1f} mm at most")
+                f"varied by up to {self.length_std_mm[worst]:.1f} mm (std, {worst}); {fit}")
 
 
 def _unit(v: np.ndarray) -> np.ndarray:

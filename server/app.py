@@ -10,6 +10,7 @@ import functools
 import json
 import logging
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -23,14 +24,19 @@ from posecast.skeleton import skeleton_info
 
 from . import jitter, loopback
 from . import sdp as offers
-from .outbox import UNREAD_CLOSE_CODE, Outbox
+from .outbox import Outbox
 from .peer import Peer, now_ms
-from posecast.pipeline import Estimator
-from .static import ALLOWED_METHODS, StaticFiles, json_response, method_not_allowed, text_response, without_body
+from posecast.pipeline import Estimator, PipelineOptions, RunningMode
+from posecast.pipeline_args import describe
+from posecast.records import header_record
+from .recording import MIME, Recorder, RecordingLimits, RecordingRefused, RecordingStore
+from .static import (ALLOWED_METHODS, StaticFiles, json_response, method_not_allowed, response, text_response,
+                     without_body)
 
 log = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = 1
+RECORDINGS = "/recordings/"
 TOO_MANY_PEERS = 1013  # "try again later"
 
 
@@ -46,6 +52,7 @@ class ServerOptions:
     answer_timeout_s: float = 15.0
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; none needed on a LAN or one machine
     web_root: Path = paths.WEB
+    recording: RecordingLimits = RecordingLimits()
 
 
 def client_time(t: object) -> float | int | None:
@@ -72,6 +79,7 @@ class PoseServer:
         self.estimator = estimator
         self.static = StaticFiles(options.web_root)
         self.sessions: set[Session] = set()
+        self.recordings = RecordingStore(options.recording)
         # One inference worker: peers take turns. Two workers on 2 cores gave 4 clients 2.7 instead
         # of 2.5 fps each but p50 latency 350 instead of 210 ms: parallel runs fight over the cores.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
@@ -88,8 +96,9 @@ class PoseServer:
     async def start(self) -> None:
         o = self.options
         # websockets itself closes (1009) beyond 4x our limit; up to that we answer `too_large` and carry on.
+        # max_queue: messages read but not yet handled (while an offer is answered): 4 x 1 MiB per client at most.
         self._server = await serve(self._handle, o.host, o.port, process_request=self._http,
-                                   max_size=4 * o.max_message_bytes, max_queue=16)
+                                   max_size=4 * o.max_message_bytes, max_queue=4)
         log.info("serving http://%s:%d (websocket at /ws), provider %s, three.js %s",
                  o.host, self.port, self.estimator.provider, "local" if self.static.local_three else "from CDN")
 
@@ -98,6 +107,7 @@ class PoseServer:
             self._server.close()
             await self._server.wait_closed()
         await asyncio.gather(*(s.close() for s in list(self.sessions)), return_exceptions=True)
+        self.recordings.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_blocking(self, fn, *args):
@@ -121,7 +131,31 @@ class PoseServer:
             return text_response(HTTPStatus.NOT_FOUND, "the websocket is at /ws")
         if path == "/healthz":
             return json_response(self.health())
+        if path.startswith(RECORDINGS):
+            return await asyncio.to_thread(self._download, path[len(RECORDINGS):])
         return await asyncio.to_thread(self.static.get, request.path)
+
+    def _download(self, name: str) -> Response:
+        """/recordings/TOKEN.FORMAT: the token is a key in a dict, never part of a path (blocking read)."""
+        token, _, fmt = name.rpartition(".")
+        found = self.recordings.get(token, fmt)
+        if found is None:
+            return text_response(HTTPStatus.NOT_FOUND, "no such recording: it expired, or the page that made it "
+                                                       "has closed")
+        recording, file = found
+        try:
+            body = file.read_bytes()
+        except OSError:  # deleted meanwhile
+            return text_response(HTTPStatus.NOT_FOUND, "no such recording: it was just deleted")
+        return response(HTTPStatus.OK, body, MIME[fmt], cache="no-store", extra=(
+            ("Content-Disposition", f'attachment; filename="{recording.name}.{fmt}"'),))
+
+    def recording_header(self) -> dict:
+        """A recording's first line: as `posecast process` writes it (posecast/records.py)."""
+        options = getattr(self.estimator, "options", None)
+        described = describe(options) if isinstance(options, PipelineOptions) else {}
+        return header_record(self.estimator.models, {**described, "mode": RunningMode.LIVE_STREAM.value},
+                             {"kind": "live", "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
     def hello(self) -> dict:
         o = self.options
@@ -131,7 +165,9 @@ class PoseServer:
                              "cells_per_width": frametag.CELLS_PER_WIDTH},
                 "limits": {"max_message_bytes": o.max_message_bytes, "max_sdp_bytes": o.max_sdp_bytes,
                            "max_peers": o.max_peers, "max_unread_replies": o.max_unread_replies,
-                           "max_unread_bytes": o.max_unread_bytes},
+                           "max_unread_bytes": o.max_unread_bytes,
+                           "max_recording_seconds": o.recording.max_seconds,
+                           "max_recording_bytes": o.recording.max_bytes, "recording_kept_s": o.recording.keep_s},
                 "smoothing": self.estimator.smoothing}
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -161,6 +197,7 @@ class Session:
         self.ws = ws
         self.outbox = Outbox(ws, server.options.max_unread_replies, server.options.max_unread_bytes)
         self.peer: Peer | None = None
+        self.recorder = Recorder(server.recordings, self.outbox, server.recording_header)
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.outbox.run())
@@ -201,9 +238,22 @@ class Session:
             self.outbox.send({"type": "pong", "t": client_time(data.get("t")), "server_ts": round(now_ms(), 1)})
         elif kind == "offer":
             await self._on_offer(data.get("sdp"))
+        elif kind == "record":
+            self._on_record(data.get("action"))
         else:
-            raise ClientError("bad_message", f"unknown message type {offers.quote(kind)} (expected 'offer' or "
-                                             "'ping')")
+            raise ClientError("bad_message", f"unknown message type {offers.quote(kind)} (expected 'offer', "
+                                             "'ping' or 'record')")
+
+    def _on_record(self, action: object) -> None:
+        try:
+            if action == "start":
+                self.recorder.start()
+            elif action == "stop":
+                self.recorder.stop()
+            else:
+                raise RecordingRefused("a record message needs 'action': 'start' or 'stop'")
+        except RecordingRefused as exc:
+            raise ClientError("bad_record", str(exc)) from None
 
     async def _on_offer(self, sdp: object) -> None:
         limit = self.server.options.max_sdp_bytes
@@ -233,6 +283,7 @@ class Session:
         self.outbox.send({"type": "answer", "sdp": answer})
 
     async def close(self) -> None:
+        self.recorder.close()
         if self.peer is not None:
             await self.peer.close()
             self.peer = None

@@ -107,6 +107,7 @@ class PoseClient:
         self.hello: dict | None = None
         self.poses: deque[Received] | list[Received] = deque(maxlen=keep) if keep else []
         self.received = 0  # pose messages so far
+        self.others: list[tuple[int, dict]] = []  # every non-pose message, with `received` when it arrived
         self.track: TaggedVideoTrack | None = None
         self.pc: RTCPeerConnection | None = None
         self.ws: websockets.ClientConnection | None = None
@@ -150,6 +151,7 @@ class PoseClient:
             async for text in self.ws:
                 message = json.loads(text)
                 if message.get("type") != "pose":
+                    self.others.append((self.received, message))
                     self._messages.put_nowait(message)
                     continue
                 now = time.time() * 1e3

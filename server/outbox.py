@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 from collections import deque
+from collections.abc import Callable
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -37,6 +38,8 @@ class Outbox:
         self._pose: str | None = None
         self._wake = asyncio.Event()
         self._closing: asyncio.Task | None = None
+        # Called with each pose message as it goes out (a recording); what it queues with send() follows it.
+        self.on_pose_sent: Callable[[str], None] | None = None
 
     def send(self, message: dict) -> None:
         if self.overflowed:
@@ -85,6 +88,12 @@ class Outbox:
                         self._control_bytes -= len(text)
                     else:
                         text, self._pose = self._pose, None
+                        if self.on_pose_sent is not None:
+                            try:
+                                self.on_pose_sent(text)
+                            except Exception:  # noqa: BLE001 - a recording's failure must not end the stream
+                                log.exception("recording a pose failed; recording stopped")
+                                self.on_pose_sent = None
                     await self.ws.send(text)  # waits while the client's buffer is full
         except ConnectionClosed:
             pass

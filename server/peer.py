@@ -25,6 +25,10 @@ from posecast.pipeline import FrameProcessor
 
 log = logging.getLogger(__name__)
 
+# A pose message's own fields; the rest are the frame fields a line of a recording has too (server/recording.py).
+LIVE_FIELDS = frozenset({"type", "frame", "tagged", "pts", "received_ts", "server_ts", "timings", "dropped",
+                         "provider"})
+
 # Runs a blocking function off the event loop (the server's shared inference executor).
 RunBlocking = Callable[..., Awaitable[Any]]
 
@@ -131,7 +135,7 @@ class Peer:
         pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
         result = self.processor(bgr, pts if pts is not None else time.monotonic())
         timings = {"decode": decode_ms, **result.timings, "total": (time.perf_counter() - t0) * 1e3}
-        message = {
+        live = {
             "type": "pose",
             "frame": tag if tag is not None else self.processed,
             "tagged": tag is not None,
@@ -141,11 +145,11 @@ class Peer:
             "timings": {k: round(v, 2) for k, v in timings.items()},
             "dropped": self.dropped,
             "provider": self.provider,
-            # The same frame fields (and people) as a line of a recording: one schema (posecast/records.py).
-            **records.frame_fields((bgr.shape[1], bgr.shape[0]), result.crop, result.people,
-                                   result.scene),
         }
-        return records.dumps(message)
+        assert live.keys() == LIVE_FIELDS
+        # Then the same frame fields (and people) as a line of a recording: one schema (posecast/records.py).
+        frame = records.frame_fields((bgr.shape[1], bgr.shape[0]), result.crop, result.people, result.scene)
+        return records.dumps({**live, **frame})
 
     async def close(self) -> None:
         if self._closed:

@@ -9,20 +9,28 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass, field
 
 MAX_CANDIDATES = 32  # a browser offers a few per network interface
 MAX_MEDIA = 8  # m= sections; the page sends one
 MDNS_NAME = re.compile(r"[A-Za-z0-9-]{1,63}\.local")  # browsers hide host addresses behind mDNS names
 NUMBER = re.compile(r"\d{1,10}")
 TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+")
+ICE_CHARS = re.compile(r"[A-Za-z0-9+/]{1,256}")  # RFC 8839 ice-char, for ice-ufrag and ice-pwd
 CANDIDATE_TYPES = ("host", "srflx", "prflx", "relay")
 DIRECTIONS = ("sendonly", "sendrecv", "recvonly", "inactive")
 RTP_PROTOCOLS = ("UDP/TLS/RTP/SAVPF", "TCP/TLS/RTP/SAVPF", "RTP/SAVPF", "UDP/TLS/RTP/SAVP", "RTP/SAVP")
 SESSION_ONLY = "vost"  # v=, o=, s=, t= belong before the first m= line
 SETUP_ROLES = ("actpass", "active", "passive")
-# Attributes aiortc reads numbers from: name -> how many leading space-separated fields are numbers.
-NUMERIC_FIELDS = {"rtpmap": 1, "fmtp": 1, "rtcp-fb": 0, "extmap": 0, "rtcp": 1, "ssrc": 1, "sctp-port": 1,
-                  "max-message-size": 1}
+# Attributes whose value starts with a number aiortc reads (int() on anything else fails inside it).
+NUMERIC_FIELDS = frozenset({"rtpmap", "fmtp", "rtcp-fb", "extmap", "rtcp", "ssrc", "sctp-port", "max-message-size"})
+
+
+@dataclass
+class Media:
+    kind: str
+    formats: list[str]
+    attributes: dict[str, list[str]] = field(default_factory=dict)
 
 
 class OfferError(ValueError):
@@ -119,8 +127,8 @@ def _check_attribute(name: str, value: str) -> None:
         raise OfferError(f"a=setup:{quote(value)} is not one of {', '.join(SETUP_ROLES)}")
     elif name == "fingerprint" and len(value.split()) != 2:
         raise OfferError(f"a=fingerprint:{quote(value)} is malformed (expected 'algorithm hash')")
-    elif name in ("ice-ufrag", "ice-pwd") and not (0 < len(value) <= 256 and TOKEN.fullmatch(value)):
-        raise OfferError(f"a={name} {quote(value)} is not a short token")
+    elif name in ("ice-ufrag", "ice-pwd") and not ICE_CHARS.fullmatch(value):
+        raise OfferError(f"a={name} {quote(value)} is not 1-256 letters, digits, + or /")
     elif name == "rtcp" and " " in value:
         _check_connection(value.split(" ", 1)[1], "a=rtcp")
     elif name == "ssrc-group":
@@ -144,7 +152,7 @@ def _check_attribute(name: str, value: str) -> None:
                 _number(parts[2], "a=rtpmap channel count", 1, 255)
 
 
-def _parse(sdp: str) -> tuple[dict[str, list[str]], list[tuple[str, dict[str, list[str]]]]]:
+def _parse(sdp: str) -> tuple[dict[str, list[str]], list[Media]]:
     """Check every line; returns the session's attributes and each media section's kind and attributes."""
     # aiortc splits lines as str.splitlines does: a lone \r, \x85 or \u2028 would start a line unseen here.
     if any(c < " " and c != "\n" or c in "\x7f\x85\u2028\u2029" for c in sdp.replace("\r\n", "\n")):
@@ -153,7 +161,7 @@ def _parse(sdp: str) -> tuple[dict[str, list[str]], list[tuple[str, dict[str, li
     if not lines or lines[0] != "v=0":
         raise OfferError("an SDP offer starts with the line v=0")
     session: dict[str, list[str]] = {}
-    media: list[tuple[str, dict[str, list[str]]]] = []
+    media: list[Media] = []
     candidates = 0
     for number, line in enumerate(lines, 1):
         if len(line) < 2 or line[1] != "=" or not "a" <= line[0] <= "z":
@@ -164,14 +172,13 @@ def _parse(sdp: str) -> tuple[dict[str, list[str]], list[tuple[str, dict[str, li
         if key == "c":
             _check_connection(value, "c=")
         if key == "m":
-            kind, formats = _check_media(value)
-            media.append((kind, {"formats": formats}))
+            media.append(Media(*_check_media(value)))
             if len(media) > MAX_MEDIA:
                 raise OfferError(f"the offer has more than {MAX_MEDIA} media sections")
         elif key == "a":
             name, _, rest = value.partition(":")
             _check_attribute(name, rest)
-            (media[-1][1] if media else session).setdefault(name, []).append(rest)
+            (media[-1].attributes if media else session).setdefault(name, []).append(rest)
             if name == "candidate":
                 candidates += 1
                 if candidates > MAX_CANDIDATES:
@@ -182,10 +189,11 @@ def _parse(sdp: str) -> tuple[dict[str, list[str]], list[tuple[str, dict[str, li
 def check_offer(sdp: str) -> None:
     """Raise OfferError saying what is wrong with the offer, if anything is."""
     session, media = _parse(sdp)
-    if not any(kind == "video" for kind, _ in media):
+    if not any(m.kind == "video" for m in media):
         raise OfferError("the offer has no video track")
-    mids = [attrs.get("mid", [None])[0] for _, attrs in media]
-    for n, (kind, attrs) in enumerate(media, 1):
+    mids = [m.attributes.get("mid", [None])[0] for m in media]
+    for n, m in enumerate(media, 1):
+        kind, attrs = m.kind, m.attributes
         where = f"media section {n} ({kind})"
         if "mid" not in attrs:
             raise OfferError(f"{where} has no a=mid")
@@ -193,7 +201,7 @@ def check_offer(sdp: str) -> None:
             raise OfferError(f"{where} has no direction (a=sendonly, a=sendrecv, a=recvonly or a=inactive)")
         if kind in ("audio", "video"):
             mapped = {v.split(" ", 1)[0] for v in attrs.get("rtpmap", [])}
-            unmapped = [f for f in attrs["formats"] if int(f) >= 96 and f not in mapped]
+            unmapped = [f for f in m.formats if int(f) >= 96 and f not in mapped]
             if unmapped:
                 raise OfferError(f"{where} lists payload type {unmapped[0]} without an a=rtpmap for it")
         needed = [f"a={name}" for name in ("ice-ufrag", "ice-pwd", "fingerprint", "setup")
@@ -205,13 +213,13 @@ def check_offer(sdp: str) -> None:
             raise OfferError(f"{where} has no a=rtcp-mux (RTP and RTCP must share one port)")
     if len(set(mids)) != len(mids):
         raise OfferError("two media sections have the same a=mid")
-    if any("group" in attrs for _, attrs in media):
+    if any("group" in m.attributes for m in media):
         raise OfferError("a=group belongs before the first m= line")
     for group in session.get("group", []):
         missing = [mid for mid in group.split()[1:] if mid not in mids]
         if missing:
             raise OfferError(f"a=group:{quote(group)} names the media {quote(missing[0])}, which has no section")
-    video = [attrs for kind, attrs in media if kind == "video"]
-    codecs = {v.split(" ", 1)[-1].split("/", 1)[0].upper() for attrs in video for v in attrs.get("rtpmap", [])}
+    codecs = {v.split(" ", 1)[-1].split("/", 1)[0].upper()
+              for m in media if m.kind == "video" for v in m.attributes.get("rtpmap", [])}
     if not codecs & {"VP8", "H264"}:
         raise OfferError("the offer's video has no codec the server decodes (VP8 or H264)")

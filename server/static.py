@@ -34,11 +34,11 @@ INLINE_SCRIPT = re.compile(r"<script(?![^>]*\bsrc=)[^>]*>(.*?)</script>", re.DOT
 
 
 def response(status: HTTPStatus, body: bytes, content_type: str, csp: str = NOTHING_ALLOWED,
-             extra: tuple[tuple[str, str], ...] = ()) -> Response:
+             cache: str = "no-cache", extra: tuple[tuple[str, str], ...] = ()) -> Response:
     # no-cache: the page and a re-installed three.js must never be served stale (the files are small and local).
     headers = Headers([("Date", email.utils.formatdate(usegmt=True)), ("Connection", "close"),
                        ("Content-Length", str(len(body))), ("Content-Type", content_type),
-                       ("Cache-Control", "no-cache"), ("X-Content-Type-Options", "nosniff"),
+                       ("Cache-Control", cache), ("X-Content-Type-Options", "nosniff"),
                        ("Referrer-Policy", "no-referrer"), ("X-Frame-Options", "DENY"),
                        ("Cross-Origin-Resource-Policy", "same-origin"), ("Content-Security-Policy", csp), *extra])
     return Response(status.value, status.phrase, headers, body)

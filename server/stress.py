@@ -1,6 +1,7 @@
 """Hostile and broken clients, and what the server holds: for tests/test_robustness.py and `benchmarks soak`.
 
 - `offer_mutations`: a real offer mangled the ways a fuzzer (or a broken client) would.
+- `vanish`: a client that streams and then goes away (TCP cut, WebRTC first, before its answer, ...).
 - `FakeEstimator`: a stand-in for the models, a fixed crowd after a fixed delay, where inference is not the point.
 - `Resources`: threads, file descriptors, memory, live peer connections and tasks of this process.
 """
@@ -21,13 +22,45 @@ from aiortc import RTCPeerConnection
 
 from posecast.pipeline import FrameResult
 
-from .client import TaggedVideoTrack, drawn_frames
+from .client import PoseClient, TaggedVideoTrack, drawn_frames
 
 NUMBER = re.compile(r"\d+")
 HOSTILE_NUMBERS = ("-1", "0", "65536", "70000", "4294967296", "18446744073709551616", "9" * 40, "1e9", "0x10", "")
 HOSTILE_TEXT = ("\x00", "\x7f", "é", "\u202e", "%s%n", "'\"<>", " " * 50, "a=" * 30, "\r", "\t")
 HOSTILE_ADDRESSES = ("0.0.0.0", "255.255.255.255", "224.0.0.1", "::", "ff02::1", "999.1.1.1", "example.com",
                      "a" * 300 + ".local", "fe80::1%eth0", "127.0.0.1")
+
+
+VANISH_WAYS = ("socket cut", "video first", "goodbye", "before the answer", "before its offer")
+
+
+async def vanish(url: str, how: str, frames: Iterator[np.ndarray] | None = None) -> None:
+    """A client of the server at url that streams, then goes away in one of VANISH_WAYS."""
+    client = PoseClient(url)
+    await client.connect()
+    if how == "before its offer":
+        client.ws.transport.abort()
+        return
+    if how == "before the answer":
+        client.pc = RTCPeerConnection()
+        client.pc.addTransceiver(TaggedVideoTrack(drawn_frames()), direction="sendonly")
+        await client.pc.setLocalDescription(await client.pc.createOffer())
+        await client.send({"type": "offer", "sdp": client.pc.localDescription.sdp})
+        client.ws.transport.abort()
+        await client.pc.close()
+        return
+    await client.start_video(TaggedVideoTrack(frames or drawn_frames(), 30))
+    await client.wait_for_poses(5)
+    if how == "socket cut":  # TCP gone, the video still flowing until the server closes its side
+        client.ws.transport.abort()
+        await asyncio.sleep(0.3)
+    elif how == "video first":  # the WebRTC peer closed, the websocket left open, then cut
+        await client.pc.close()
+        await asyncio.sleep(0.3)
+        client.ws.transport.abort()
+    elif how == "goodbye":
+        await client.ws.close()
+    await client.close()
 
 
 async def real_offer() -> str:
@@ -95,8 +128,16 @@ def offer_mutations(sdp: str, count: int, seed: int = 0) -> Iterator[tuple[str, 
         yield mutate(sdp, rng)
 
 
+# A person standing, arms half down (Human3.6M-17 order, mm, camera axes: x right, y down, pelvis at 0).
+STANDING_MM = np.array([
+    (0, 0, 0), (-100, 0, 0), (-100, 420, 0), (-100, 830, 0), (100, 0, 0), (100, 420, 0), (100, 830, 0),
+    (0, -200, 0), (0, -450, 0), (0, -560, -40), (0, -680, 0), (150, -450, 0), (330, -280, 0), (420, -80, 0),
+    (-150, -450, 0), (-330, -280, 0), (-420, -80, 0)], np.float64)
+
+
 class CrowdProcessor:
-    """Takes `delay` seconds per frame and finds `people` fixed people (a big crowd makes big messages)."""
+    """Takes `delay` seconds per frame and finds `people` people standing and waving (a big crowd makes big
+    messages; nobody makes a recording without a BVH)."""
 
     def __init__(self, delay: float, people: int) -> None:
         self.delay = delay
@@ -108,7 +149,10 @@ class CrowdProcessor:
         if self.delay:
             time.sleep(self.delay)
         h, w = frame_bgr.shape[:2]
-        people = [{"id": i + 1, "main": i == 0, "score": 0.9, "joints3d": [[0.0, 0.0, 0.0]] * 17,
+        joints = STANDING_MM.copy()
+        joints[[13, 16], 1] -= 300 * abs(np.sin(self.calls / 10))  # both wrists go up and down
+        joints3d = np.round(joints, 1).tolist()
+        people = [{"id": i + 1, "main": i == 0, "score": 0.9, "joints3d": joints3d,
                    "keypoints": [[w / 2, h / 2]] * 17, "confidence": [1.0] * 17, "coco18": [[w / 2, h / 2, 1.0]] * 18}
                   for i in range(self.people)]
         return FrameResult(people=people, crop=(0, 0, w, h), timings={"detect": self.delay * 1e3})
@@ -147,7 +191,8 @@ class Resources:
             rss_pages = int(f.read().split()[1])
         return cls(threads=threading.active_count(), fds=len(os.listdir("/proc/self/fd")),
                    rss_mb=rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20,
-                   peer_connections=sum(type(o) is RTCPeerConnection for o in gc.get_objects()),  # no isinstance: weak proxies
+                   # type(), not isinstance(): the objects include weak proxies to dead ones
+                   peer_connections=sum(type(o) is RTCPeerConnection for o in gc.get_objects()),
                    tasks=len(asyncio.all_tasks()))
 
     def growth(self, before: Resources) -> dict[str, float]:

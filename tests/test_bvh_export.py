@@ -213,6 +213,10 @@ def test_upper_body_only_at_a_desk(clip):
     assert directions_deg(got, want)[:, seen].max() < 0.01    # arms and head move as recorded
     assert report.position_error_max_mm < 0.1                  # measured from the thorax
     assert "pelvis-spine" in report.unmeasured and report.held_frames["pelvis"] == FRAMES
+    arms_only = np.zeros_like(valid)
+    arms_only[:, [H["l_elbow"], H["l_wrist"]]] = True
+    _, report = bvh_text(joints, arms_only, 30.0)
+    assert "no frame with a pelvis or thorax" in report.summary()
 
 
 @pytest.mark.parametrize("valid", [np.zeros((FRAMES, 17), bool), np.zeros((0, 17), bool)])

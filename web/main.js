@@ -2,6 +2,7 @@
 // drive the 3D view, the 2D overlay, the pipeline panels and the status line.
 import { CameraError, openCamera, TaggedSource } from "./capture.js";
 import { drawOverlay, drawPipeline } from "./overlay.js";
+import { Recorder } from "./record.js";
 import { connect, serverUrl } from "./signalling.js";
 import { STATES, Stats, statusLine } from "./status.js";
 
@@ -27,6 +28,7 @@ const line = $("status");
 const panels = { crop: $("panel-crop"), coco: $("panel-coco"), h36m: $("panel-h36m") };
 
 const stats = new Stats();
+const recorder = new Recorder($("record"), $("recording"));
 let view = null; // the 3D view, once three.js has loaded
 let state = "starting";
 let skeleton = null; // hello.skeleton
@@ -51,8 +53,9 @@ function setState(name, details = {}) {
 function session() {
   let hadHello = false;
   setState("connecting");
-  connect(serverUrl(), source.track, {
+  const current = connect(serverUrl(), source.track, {
     hello(msg) {
+      recorder.attach(current.send, msg.limits);
       hadHello = true;
       failures = 0;
       if (msg.version !== 1) console.warn(`posecast: server speaks protocol ${msg.version}, this page 1`);
@@ -69,6 +72,7 @@ function session() {
     pose(msg) {
       pose = msg;
       stats.pose(msg);
+      recorder.pose();
       source.maxFps = sendRate(stats.snapshot().fps);
       if (msg.tagged) poseDrawTime = source.takeDrawTime(msg.frame) ?? null;
       const main = msg.people[0];
@@ -86,8 +90,11 @@ function session() {
       console.warn(`posecast: server error ${msg.code}: ${msg.message}`);
       if (state === "waiting") setState("waiting", { peer: `server error: ${msg.message}` });
       if (msg.code === "too_many_peers") busyMessage = msg.message;
+      if (msg.code === "bad_record") recorder.refused(msg);
     },
+    recording: (msg) => recorder.message(msg),
     closed({ opened, code }) {
+      recorder.detach();
       pose = null;
       view?.setPose(null);
       failures = hadHello ? 1 : failures + 1;
@@ -165,10 +172,12 @@ async function main() {
   session();
 }
 
-// Read-only hook for tests and the curious: window.posecast.stats, .joints() (world metres, null = hidden).
+// Read-only hook for tests and the curious: window.posecast.stats, .joints() (world metres, null = hidden),
+// .recording (state, poses counted while recording, downloads).
 window.posecast = Object.freeze({
   get state() { return state; },
   get stats() { return stats.snapshot(); },
+  get recording() { return recorder.snapshot(); },
   joints: () => view?.positions() ?? [],
 });
 

@@ -26,10 +26,10 @@ function iceGatheringDone(pc) {
 /**
  * Open a session that sends `track`. Handlers (all optional):
  *   hello(msg)  before the peer starts: set up what the pose stream needs (e.g. the frame-tag layout)
- *   pose(msg), error(msg)  the server's messages
+ *   pose(msg), error(msg), recording(msg)  the server's messages
  *   peerState(state)  the RTCPeerConnection's connectionState
  *   closed({opened, code, reason})  once, when the session ends for any reason
- * Returns {close()}.
+ * Returns {send(msg), close()}; send is a no-op unless the socket is open.
  */
 export function connect(url, track, on) {
   const ws = new WebSocket(url);
@@ -74,6 +74,9 @@ export function connect(url, track, on) {
       case "error":
         on.error?.(msg);
         break;
+      case "recording":
+        on.recording?.(msg);
+        break;
       default: // newer servers may send more: ignore what this page does not know
     }
   }
@@ -93,5 +96,8 @@ export function connect(url, track, on) {
     });
   });
   ws.addEventListener("close", (event) => end(event.code, event.reason));
-  return { close: () => end(1000, "closed by the page") };
+  return {
+    send: (msg) => { if (!ended && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); },
+    close: () => end(1000, "closed by the page"),
+  };
 }

@@ -64,21 +64,22 @@ class Totals:
     people: int = 0       # people over all frames
     pipeline_s: float = 0.0
     wall_s: float = 0.0
+    cpu_s: float = 0.0  # the whole process (decoding and figure threads too): what it costs, whatever the load
     written: list[Path] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # one line each: cut short, BVH refused, ...
 
     def add(self, other: Totals) -> None:
-        for name in ("frames", "with_people", "people", "pipeline_s", "wall_s"):
+        for name in ("frames", "with_people", "people", "pipeline_s", "wall_s", "cpu_s"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.written += other.written
         self.problems += other.problems
 
     def line(self) -> str:
-        ms = 1e3 * self.pipeline_s / max(self.frames, 1)
+        n = max(self.frames, 1)
         fps = self.frames / self.wall_s if self.wall_s > 0 else 0.0
         return (f"{self.frames} frame{'s' * (self.frames != 1)}, someone found in {self.with_people} "
-                f"({self.people} people in all), "
-                f"mean {ms:.1f} ms per frame in the pipeline, {fps:.1f} fps overall")
+                f"({self.people} people in all), mean {1e3 * self.pipeline_s / n:.1f} ms per frame in the "
+                f"pipeline, {fps:.1f} fps overall, {1e3 * self.cpu_s / n:.1f} ms CPU per frame")
 
 
 def output_names(item: Input, args: argparse.Namespace) -> list[str]:
@@ -108,7 +109,7 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
     stream = estimator.new_stream(mode)
     totals = Totals()
     problems = totals.problems
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), time.process_time()
     with PendingFiles(args.out) as files:
         jsonl = text_file(files.new(f"{item.stem}.jsonl"))
         header = records.header_record(estimator.models, {**options, "mode": mode.value}, item.describe())
@@ -166,6 +167,7 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
         except ValueError as exc:  # nobody in the recording: no skeleton to export
             problems.append(f"{item.path}: no BVH written: {exc}")
     totals.wall_s = time.perf_counter() - start
+    totals.cpu_s = time.process_time() - cpu_start
     return totals
 
 

@@ -24,11 +24,12 @@ from . import jitter, loopback
 from .outbox import Outbox
 from .peer import Peer, now_ms
 from posecast.pipeline import Estimator
+from posecast.root import check_fov
 from .static import StaticFiles, json_response, text_response
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 TOO_MANY_PEERS = 1013  # "try again later"
 
 
@@ -139,6 +140,7 @@ class Session:
         self.ws = ws
         self.outbox = Outbox(ws)
         self.peer: Peer | None = None
+        self.fov: float | None = None  # the page's field of view, once it sent one
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.outbox.run())
@@ -176,8 +178,18 @@ class Session:
             self.outbox.send({"type": "pong", "t": data.get("t"), "server_ts": round(now_ms(), 1)})
         elif kind == "offer":
             await self._on_offer(data.get("sdp"))
+        elif kind == "camera":
+            await self._on_camera(data.get("fov"))
         else:
-            raise ClientError("bad_message", f"unknown message type {kind!r} (expected 'offer' or 'ping')")
+            raise ClientError("bad_message", f"unknown message type {kind!r} (expected 'offer', 'camera' or 'ping')")
+
+    async def _on_camera(self, fov: object) -> None:
+        try:
+            self.fov = check_fov(fov)
+        except ValueError as exc:
+            raise ClientError("bad_message", f"camera: {exc}") from None
+        if self.peer is not None:  # on the inference thread: never while a frame is being placed
+            await self.server.run_blocking(self.peer.processor.set_fov, self.fov)
 
     async def _on_offer(self, sdp: object) -> None:
         limit = self.server.options.max_sdp_bytes
@@ -190,7 +202,10 @@ class Session:
         if self.peer is not None:  # a new offer starts over
             await self.peer.close()
         server = self.server
-        self.peer = Peer(server.estimator.new_stream(), server.run_blocking, self.outbox.send_pose,
+        processor = server.estimator.new_stream()
+        if self.fov is not None:
+            processor.set_fov(self.fov)
+        self.peer = Peer(processor, server.run_blocking, self.outbox.send_pose,
                          server.estimator.provider, server.options.ice_servers)
         try:
             answer = await self.peer.answer(sdp)

@@ -146,6 +146,7 @@ class Peer:
             "dropped": self.dropped,
             "provider": self.provider,
             "people": result.people,
+            **result.scene,
         }
         return json.dumps(message, separators=(",", ":"))
 

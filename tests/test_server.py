@@ -105,7 +105,7 @@ async def test_hello_describes_skeleton_models_and_limits(serve):
     server = await serve(SleepingEstimator(), max_peers=3)
     async with websockets.connect(ws_url(server)) as ws:
         hello = json.loads(await ws.recv())
-    assert hello["type"] == "hello" and hello["version"] == 1
+    assert hello["type"] == "hello" and hello["version"] == 2
     assert hello["skeleton"] == json.loads(json.dumps(skeleton_info()))
     assert hello["provider"] == "CPU"
     assert hello["models"]["detector"]["file"] == "test-double"

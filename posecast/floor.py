@@ -44,32 +44,48 @@ class FloorOptions:
     min_samples: int = 10       # before this many, no floor is reported
     still_mm_s: float = 350.0   # an ankle slower than this counts as standing
     prior_mm: float = 150.0     # weight of the up prior, as a spread of the feet in mm
-    inlier_mm: float = 120.0    # samples further from the first fit are ignored (a box, a stair, a bad frame)
+    inlier_mm: float = 120.0    # samples further than this from the plane are ignored (a box, a stair, a bad frame)
+    level_share: float = 0.2    # the floor is the lowest level holding this share of the samples
+    max_tilt_deg: float = 40.0  # a plane tilted further from the up prior is a bad fit: the prior is kept
     upright_deg: float = 35.0   # spines within this of the current up feed the prior
 
 
 def fit_floor(points: np.ndarray, up_prior: np.ndarray, options: FloorOptions = FloorOptions()) -> Floor:
     """A plane through ankle points [K,3] (mm, camera space), ANKLE_MM below them.
 
-    The normal minimises the points' spread along it plus prior_mm^2 * sin^2(angle to up_prior): the smallest
-    eigenvector of cov + prior_mm^2 (I - u u^T). Refitted once without the points far from the first plane."""
+    First the level: along the prior, the lowest height that a fair share of the samples stand at (nobody
+    stands below the floor; someone on a box stands above it). Then the normal of the samples at that level:
+    it minimises their spread along it plus prior_mm^2 * sin^2(angle to up_prior), the smallest eigenvector of
+    cov + prior_mm^2 (I - u u^T). Then the level again along that normal."""
     p = np.asarray(points, np.float64)
     u = np.asarray(up_prior, np.float64) / np.linalg.norm(up_prior)
-    keep = np.ones(len(p), bool)
-    for _ in range(2):
+    keep = _lowest_level(p @ u, options)
+    normal = u
+    for _ in range(8):  # a band of a tilted floor at first: each refit widens it to the whole floor
         q = p[keep]
         centred = q - np.median(q, axis=0)
         cov = centred.T @ centred / max(1, len(q))
         m = cov + options.prior_mm ** 2 * (np.eye(3) - np.outer(u, u))
         normal = np.linalg.eigh(m)[1][:, 0]
-        if normal @ u < 0:
-            normal = -normal
-        level = np.median(q @ normal)  # ankles' height coordinate along the normal (robust to a jump)
+        normal = normal if normal @ u >= 0 else -normal
+        if normal @ u < math.cos(math.radians(options.max_tilt_deg)):
+            normal = u
+        level = np.median(q @ normal)  # the ankles' height coordinate along the normal
         new = np.abs(p @ normal - level) < options.inlier_mm
         if new.sum() < 3 or (new == keep).all():
             break
         keep = new
-    return Floor(normal, -(level - ANKLE_MM))
+    return Floor(normal, -(float(np.median(p[keep] @ normal)) - ANKLE_MM))
+
+
+def _lowest_level(heights: np.ndarray, options: FloorOptions) -> np.ndarray:
+    """Samples within inlier_mm of the lowest height that level_share of the samples are near."""
+    near = np.abs(heights[:, None] - heights[None, :]) < options.inlier_mm
+    counts = near.sum(1)
+    dense = counts >= max(3, options.level_share * len(heights))
+    if not dense.any():
+        dense = counts == counts.max()
+    return near[np.argmin(np.where(dense, heights, np.inf))]
 
 
 class FloorEstimator:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from posecast.logs import setup_logging
 from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
+from posecast.root import check_fov
 from posecast.smoothing import OneEuroOptions
+from posecast.world import WorldOptions
 
 from .app import PoseServer, ServerOptions
 from posecast.pipeline import PipelineOptions, PoseEstimator
@@ -32,6 +34,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="2D detector model (default weights/openpose.onnx)")
     p.add_argument("--lifter", type=Path, default=PipelineOptions.lifter_path, metavar="ONNX",
                    help="2D-to-3D lifter model (default weights/lifter.onnx)")
+    p.add_argument("--temporal-lifter", type=Path, default=PipelineOptions.temporal_lifter_path, metavar="ONNX",
+                   help="causal temporal lifter (default weights/lifter_temporal.onnx)")
+    p.add_argument("--lifter-kind", choices=("auto", "temporal", "frame"), default="auto",
+                   help="auto = the temporal lifter when its file exists, else the per-frame one (default auto)")
+    p.add_argument("--fov", type=float, default=WorldOptions.fov_deg, metavar="DEGREES",
+                   help="the camera's horizontal field of view, for placing people in the room (default "
+                        f"{WorldOptions.fov_deg:g}, a typical webcam; the page can change it)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: half the cores)")
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height,
                    help="detector input height in pixels: smaller is faster, larger finds smaller people "
@@ -83,10 +92,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("websockets").setLevel(logging.WARNING)
     smoothing = OneEuroOptions(args.min_cutoff, args.beta, args.d_cutoff) if args.smoothing else None
     try:
+        world = WorldOptions(fov_deg=check_fov(args.fov))
         estimator = PoseEstimator(PipelineOptions(
             detector_path=args.detector, lifter_path=args.lifter, device=args.device, threads=args.threads,
-            input_height=args.input_height, smoothing=smoothing))
-    except (ModelNotFoundError, DeviceUnavailableError) as exc:
+            input_height=args.input_height, smoothing=smoothing, lifter_kind=args.lifter_kind,
+            temporal_lifter_path=args.temporal_lifter, world=world))
+    except (ModelNotFoundError, DeviceUnavailableError, ValueError) as exc:
         log.error("%s", exc)
         return 1
     options = ServerOptions(host=args.host, port=args.port, max_peers=args.max_peers,

@@ -184,3 +184,13 @@ def test_keypoint_windows_pad_the_past_with_confidence_zero():
     assert w_cf[0, :, 0].tolist() == [1, 1, 0, 1] and w_cf[1, :, 0].tolist() == [0, 0, 1, 1]
     history([], kp[:0], cf[:0], 10.0)  # long gone: forgotten
     assert len(history) == 0
+
+
+def test_the_floor_is_under_everyone_not_on_the_box_someone_stands_on():
+    rng = np.random.default_rng(5)
+    ground = np.stack([rng.uniform(-1500, 1500, 150), np.full(150, 1500.0 - ANKLE_MM), rng.uniform(2000, 5000, 150)], 1)
+    box = np.stack([rng.uniform(-500, 0, 250), np.full(250, 500.0 - ANKLE_MM), rng.uniform(4000, 4500, 250)], 1)
+    points = np.concatenate([ground, box]) + rng.normal(0, 20, (400, 3))
+    floor = fit_floor(points, up_prior=np.array([0.0, -1.0, 0.0]))
+    assert floor.height == pytest.approx(1500.0, abs=30)
+    assert math.degrees(math.acos(-floor.normal[1])) < 2.0

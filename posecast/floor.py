@@ -42,6 +42,7 @@ class Floor:
 class FloorOptions:
     keep: int = 600             # foot samples kept (20 s at 30 fps): the floor follows a moved camera in time
     min_samples: int = 10       # before this many, no floor is reported
+    refit_every: int = 5        # new samples between refits (a refit costs ~1 ms)
     still_mm_s: float = 350.0   # an ankle slower than this counts as standing
     prior_mm: float = 150.0     # weight of the up prior, as a spread of the feet in mm
     inlier_mm: float = 120.0    # samples further than this from the plane are ignored (a box, a stair, a bad frame)
@@ -80,12 +81,14 @@ def fit_floor(points: np.ndarray, up_prior: np.ndarray, options: FloorOptions = 
 
 def _lowest_level(heights: np.ndarray, options: FloorOptions) -> np.ndarray:
     """Samples within inlier_mm of the lowest height that level_share of the samples are near."""
-    near = np.abs(heights[:, None] - heights[None, :]) < options.inlier_mm
-    counts = near.sum(1)
+    ordered = np.sort(heights)
+    r = options.inlier_mm
+    counts = np.searchsorted(ordered, heights + r) - np.searchsorted(ordered, heights - r, side="right")
     dense = counts >= max(3, options.level_share * len(heights))
     if not dense.any():
         dense = counts == counts.max()
-    return near[np.argmin(np.where(dense, heights, np.inf))]
+    level = heights[np.argmin(np.where(dense, heights, np.inf))]
+    return np.abs(heights - level) < r
 
 
 class FloorEstimator:
@@ -95,15 +98,15 @@ class FloorEstimator:
         self.options = options
         self._feet: deque[np.ndarray] = deque(maxlen=options.keep)
         self._spines: deque[np.ndarray] = deque(maxlen=options.keep)
+        self._spine_sum = np.zeros(3)
+        self._new = 0  # foot samples since the last fit
         self.floor: Floor | None = None
 
     @property
     def up(self) -> np.ndarray:
         """The up prior: mean spine direction of upright people, else a level camera's up."""
-        if not self._spines:
-            return DEFAULT_UP
-        mean = np.mean(self._spines, axis=0)
-        return mean / np.linalg.norm(mean)
+        norm = np.linalg.norm(self._spine_sum)
+        return self._spine_sum / norm if self._spines and norm > 1e-9 else DEFAULT_UP
 
     def add(self, joints: np.ndarray, valid: np.ndarray, ankle_speed: np.ndarray) -> None:
         """One person in one frame: absolute camera-space joints [17,3] mm, valid [17], speed of each ankle
@@ -112,15 +115,21 @@ class FloorEstimator:
         if valid[H["thorax"]] and valid[H["pelvis"]] and np.linalg.norm(spine) > 1:
             spine = spine / np.linalg.norm(spine)
             if spine @ self.up > math.cos(math.radians(self.options.upright_deg)):
+                if len(self._spines) == self._spines.maxlen:
+                    self._spine_sum -= self._spines[0]
                 self._spines.append(spine)
+                self._spine_sum += spine
         for (_, j), speed in zip(FEET, ankle_speed):
             if valid[j] and speed < self.options.still_mm_s:
                 self._feet.append(np.asarray(joints[j], np.float64))
+                self._new += 1
 
     def update(self) -> Floor | None:
         """Refit from the samples so far (None until there are enough)."""
-        if len(self._feet) >= self.options.min_samples:
+        enough = len(self._feet) >= self.options.min_samples
+        if enough and (self.floor is None or self._new >= self.options.refit_every):
             self.floor = fit_floor(np.array(self._feet), self.up, self.options)
+            self._new = 0
         return self.floor
 
 

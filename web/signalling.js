@@ -29,7 +29,8 @@ function iceGatheringDone(pc) {
  *   pose(msg), error(msg)  the server's messages
  *   peerState(state)  the RTCPeerConnection's connectionState
  *   closed({opened, code, reason})  once, when the session ends for any reason
- * Returns {close()}.
+ * Returns {close(), send(msg)}; send() drops a message while the socket is not open (the page resends its
+ * settings after each hello).
  */
 export function connect(url, track, on) {
   const ws = new WebSocket(url);
@@ -93,5 +94,8 @@ export function connect(url, track, on) {
     });
   });
   ws.addEventListener("close", (event) => end(event.code, event.reason));
-  return { close: () => end(1000, "closed by the page") };
+  return {
+    close: () => end(1000, "closed by the page"),
+    send: (msg) => { if (ws.readyState === WebSocket.OPEN && !ended) ws.send(JSON.stringify(msg)); },
+  };
 }

@@ -196,7 +196,7 @@ class PoseStream:
             # Missing joints carry no position: zeros, with confidence 0 telling the page to hide them.
             shown[i] = np.where(valid[:, None], j3d, 0.0)
         t3 = time.perf_counter()
-        placed, scene = self.world(ids, kp17, cf17, shown, (frame_bgr.shape[1], frame_bgr.shape[0]), t)
+        placed, shown, scene = self.world(ids, kp17, cf17, shown, (frame_bgr.shape[1], frame_bgr.shape[0]), t)
         out = []
         for i, person in enumerate(people):
             out.append({

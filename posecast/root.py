@@ -8,8 +8,9 @@ the pose where it projects onto its keypoints solves, for every seen joint j wit
 
 which is linear in t: a 3x3 least-squares problem, no learning. Each equation is the reprojection error scaled by
 the joint's depth, so a second solve, weighted by 1 / depth, makes it the reprojection error itself.
-The absolute scale comes from the lifter's body size (a typical adult), so a person 10 % taller than that is
-placed 10 % too far; a wrong focal length moves the depth by the same factor (lateral positions barely change).
+The absolute scale comes from the body's size in mm (posecast/world.py gives everyone an adult's legs), so a
+person 10 % taller than that is placed 10 % too far; a wrong focal length moves the depth by the same factor
+(lateral positions barely change).
 """
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ import numpy as np
 # A typical webcam: 60-70 degrees across the width of a 4:3 frame (laptop cameras, a C920 at 640x480).
 DEFAULT_FOV_DEG = 65.0
 FOV_RANGE_DEG = (20.0, 150.0)  # beyond these a "field of view" is a typo, not a lens
+# Hip-knee-ankle of an adult, the length people are scaled to (posecast/world.py): the Bandai actors' legs, the
+# size training scales every mocap rig to (training/rigs.py LEG_MM). Real adults vary by about +-7 %.
+ADULT_LEG_MM = 800.0
 MIN_JOINTS = 4  # seen joints needed to place a person (2 already fix t, the rest average out detector noise)
 MIN_DEPTH_MM = 300.0  # a solution closer than this (or behind the camera) is a failed solve, not a person
 

@@ -11,8 +11,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .floor import ANKLE_MM, FEET, ContactOptions, Floor, FloorEstimator, FloorOptions, FootLock, foot_contact
-from .root import DEFAULT_FOV_DEG, Intrinsics, check_fov, solve_root
+from .root import ADULT_LEG_MM, DEFAULT_FOV_DEG, Intrinsics, check_fov, solve_root
+from .skeleton import H
 from .smoothing import OneEuroFilter, OneEuroOptions
+
+
+LEGS = tuple((H[f"{s}_hip"], H[f"{s}_knee"], H[f"{s}_ankle"]) for s in "rl")
+LEG_FRAMES = 90  # a track's size is the median over this many frames with legs seen
 
 
 @dataclass(frozen=True)
@@ -27,6 +32,7 @@ class WorldOptions:
     contact: ContactOptions = field(default_factory=ContactOptions)
     foot_lock: bool = True
     max_age: float = 1.0  # seconds a track's state is kept after the person was last seen
+    leg_mm: float | None = ADULT_LEG_MM  # people are given legs this long (hip-knee-ankle); None = the lifter's
     # A foot's speed is measured in the image, where a planted foot is steady (the lifted depth is not), over
     # this baseline: frame-to-frame detector jitter of 3 px would read as ~1 m/s at 6 m.
     speed_baseline_s: float = 0.2
@@ -39,6 +45,7 @@ class _Track:
     lock: FootLock
     seen: float
     ankles: deque = field(default_factory=deque)  # (t, ankle pixels [2,2], seen [2]) of the last frames
+    legs: deque = field(default_factory=lambda: deque(maxlen=LEG_FRAMES))  # lifted leg lengths, mm
     contact: dict[str, bool] = field(default_factory=lambda: {name: False for name, _ in FEET})
 
 
@@ -62,25 +69,29 @@ class World:
         return Intrinsics.from_fov(width, height, self.fov_deg)
 
     def __call__(self, ids: list[int], keypoints: np.ndarray, confidence: np.ndarray, joints3d: np.ndarray,
-                 frame_size: tuple[int, int], t: float) -> tuple[list[dict], dict]:
+                 frame_size: tuple[int, int], t: float) -> tuple[list[dict], np.ndarray, dict]:
         """keypoints [N,17,2] px, confidence [N,17], joints3d [N,17,3] mm pelvis-relative (as shown).
 
-        Returns per person {"root": [x,y,z] mm or None, "contact": {"left", "right"}} and the stream's
+        Returns per person {"root": [x,y,z] mm or None, "contact": {"left", "right"}}, the joints scaled to
+        an adult's size [N,17,3] (what `root` places: show these), and the stream's
         {"camera": {"fov", "focal"}, "floor": {"normal", "height"} or None} (see docs/protocol.md)."""
         camera = self.camera(*frame_size)
-        roots = solve_root(keypoints, confidence, joints3d, camera) if len(ids) else np.zeros((0, 3))
+        tracks = [self._track(track_id, t) if self.temporal else None for track_id in ids]
+        joints = np.array(joints3d, np.float64).reshape(-1, 17, 3)
+        for i, track in enumerate(tracks):
+            joints[i] *= self._scale(track, joints[i], confidence[i] > 0)
+        roots = solve_root(keypoints, confidence, joints, camera) if len(ids) else np.zeros((0, 3))
         floor = self.floors.floor
         out = []
-        for i, track_id in enumerate(ids):
+        for i, track in enumerate(tracks):
             root, valid = roots[i], confidence[i] > 0
-            if not self.temporal or np.isnan(root).any():
+            if track is None or np.isnan(root).any():
                 out.append({"root": None if np.isnan(root).any() else root, "contact": _no_contact()})
                 continue
-            track = self._track(track_id, t)
             root = self._smooth(track, root, t)
-            contact = self._contact(track, root, joints3d[i], keypoints[i], valid, t, camera, floor)
+            contact = self._contact(track, root, joints[i], keypoints[i], valid, t, camera, floor)
             if self.options.foot_lock:
-                root = track.lock(root, joints3d[i], contact, t - track.seen, floor)
+                root = track.lock(root, joints[i], contact, t - track.seen, floor)
             track.seen = t
             out.append({"root": root, "contact": contact})
         if self.temporal:
@@ -90,8 +101,21 @@ class World:
             if person["root"] is not None:
                 person["root"] = np.round(person["root"], 1).tolist()
         floor = self.floors.floor if self.temporal else None
-        return out, {"camera": {"fov": round(self.fov_deg, 2), "focal": round(camera.focal, 1)},
-                     "floor": floor.to_json() if floor is not None else None}
+        return out, joints, {"camera": {"fov": round(self.fov_deg, 2), "focal": round(camera.focal, 1)},
+                             "floor": floor.to_json() if floor is not None else None}
+
+    def _scale(self, track: _Track | None, joints: np.ndarray, valid: np.ndarray) -> float:
+        """The factor that gives the person an adult's legs: the lifter sees 2D normalised for position and
+        size, so the size of its answer is only a guess, and a person's depth is in proportion to it.
+        Per track, the median over its recent frames (a leg's lifted length changes with the pose)."""
+        if self.options.leg_mm is None:
+            return 1.0
+        legs = [np.linalg.norm(joints[a] - joints[b]) + np.linalg.norm(joints[b] - joints[c])
+                for a, b, c in LEGS if valid[a] and valid[b] and valid[c]]
+        history = track.legs if track is not None else deque()
+        if legs:
+            history.append(float(np.mean(legs)))
+        return self.options.leg_mm / float(np.median(history)) if history else 1.0
 
     def _track(self, track_id: int, t: float) -> _Track:
         track = self._tracks.get(track_id)

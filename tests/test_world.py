@@ -11,17 +11,18 @@ import pytest
 
 from posecast.floor import ANKLE_MM, FloorEstimator, FloorOptions, fit_floor
 from posecast.history import KeypointHistory
-from posecast.root import Intrinsics, project, solve_root
+from posecast.root import ADULT_LEG_MM, Intrinsics, project, solve_root
 from posecast.skeleton import H
 from posecast.world import World, WorldOptions
 
 CAMERA = Intrinsics.from_fov(640, 480, 65.0)
-# A person standing, facing the camera: pelvis-relative, camera axes (x right, y down, z away), mm.
+# A person standing, facing the camera: pelvis-relative, camera axes (x right, y down, z away), mm; legs
+# (hip-knee-ankle) of ADULT_LEG_MM, the size people are given.
 STANDING = np.array([
-    (0, 0, 0), (-120, 0, 0), (-125, 450, 20), (-130, 880, 0), (120, 0, 0), (125, 450, 20), (130, 880, 0),
+    (0, 0, 0), (-120, 0, 0), (-125, 420, 20), (-130, 800, 0), (120, 0, 0), (125, 420, 20), (130, 800, 0),
     (0, -230, 10), (0, -480, 0), (0, -580, -60), (0, -700, 0), (170, -450, 0), (190, -200, -60), (200, 40, -80),
     (-170, -450, 0), (-190, -200, -60), (-200, 40, -80)], np.float64)
-PELVIS_HEIGHT = 880 + ANKLE_MM  # pelvis above the floor for STANDING, level camera
+PELVIS_HEIGHT = 800 + ANKLE_MM  # pelvis above the floor for STANDING, level camera
 
 
 def rotation(axis: str, deg: float) -> np.ndarray:
@@ -125,7 +126,7 @@ def run_world(world: World, poses: list[np.ndarray], roots: list[np.ndarray], fp
     for k, (pose, root) in enumerate(zip(poses, roots)):
         kp, cf = seen(pose, root)
         kp = kp + rng.normal(0, noise_px, kp.shape)
-        people, scene = world([7], kp, cf, pose[None], (640, 480), k / fps)
+        people, _, scene = world([7], kp, cf, pose[None], (640, 480), k / fps)
         out.append({**people[0], **scene})
     return out
 
@@ -162,11 +163,24 @@ def test_walking_person_is_followed_and_a_raised_foot_is_not_in_contact():
     assert not frames[-1]["contact"]["left"]
 
 
+def test_people_are_given_an_adults_size_whatever_size_the_lifter_guessed():
+    """The lifter cannot know a person's size (its 2D input is normalised): a 10 % too big guess would place
+    them 10 % too far; scaled to an adult's legs, they are where they are."""
+    leg = sum(np.linalg.norm(STANDING[a] - STANDING[b]) for a, b in ((H["r_hip"], H["r_knee"]), (H["r_knee"], H["r_ankle"])))
+    assert leg == pytest.approx(ADULT_LEG_MM, abs=3)
+    root = np.array([200.0, 300.0, 4000.0])
+    kp, cf = seen(STANDING, root)
+    for options, expected_depth in ((WorldOptions(), root[2]), (WorldOptions(leg_mm=None), 1.1 * root[2])):
+        people, joints, _ = World(options)([1], kp, cf, 1.1 * STANDING[None], (640, 480), 0.0)
+        assert people[0]["root"][2] == pytest.approx(expected_depth, rel=0.01)
+    np.testing.assert_allclose(joints[0], 1.1 * STANDING, atol=1e-6)  # the lifter's size, with leg_mm=None
+
+
 def test_image_mode_places_people_without_a_floor():
     root = np.array([0.0, 0.0, 3000.0])
     frames = run_world(World(temporal=False), [STANDING] * 3, [root] * 3)
     assert frames[-1]["floor"] is None and frames[-1]["contact"] == {"left": False, "right": False}
-    np.testing.assert_allclose(frames[-1]["root"], root, atol=1.0)
+    np.testing.assert_allclose(frames[-1]["root"], root, atol=10.0)  # legs 801 mm, not 800: 0.1 %
 
 
 def test_keypoint_windows_pad_the_past_with_confidence_zero():

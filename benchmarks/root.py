@@ -74,9 +74,10 @@ def run(args: argparse.Namespace) -> int:
                 cams = random_cameras(1, rng, ranges)
                 pitch = math.degrees(math.asin(-cams.rotation[0][2, 1]))  # camera looking down: positive
                 centre = 0.5 * (lm[:, 0] + lm[:, 3]).mean(0)  # the clip's mean pelvis (hips are landmarks 0, 3)
-                cam = np.einsum("ij,fkj->fki", cams.rotation[0], coco - centre) + cams.translation[0]
-                pixels = cams.focal[0] * cam[..., :2] / np.maximum(cam[..., 2:], 1.0) + cams.centre[0]
-                seen = ((cam[..., 2] > 100) & (pixels >= 0).all(-1) & (pixels < cams.size[0]).all(-1))
+                flat = cams.to_camera((coco - centre).reshape(1, -1, 3))  # the camera's, for all frames at once
+                pixels = cams.project(flat)
+                seen = cams.in_image(pixels, flat).reshape(coco.shape[:2])
+                cam, pixels = flat.reshape(coco.shape), pixels.reshape(coco.shape[:2] + (2,))
                 pixels = pixels + rng.normal(0, noise_px, pixels.shape)
                 kp, cf = coco18_to_h36m17(pixels, seen.astype(np.float32))
                 truth, _ = coco18_to_h36m17(cam, np.ones(cam.shape[:2], np.float32))

@@ -320,7 +320,7 @@ export class View3D {
     if (this.controls) {
       if (scene) { // behind the webcam, a little to the side and above, looking at the room
         this.controls.target.copy(this.focus);
-        this.camera.position.set(this.focus.x + 2.4, this.room.height / 1000 + 1.6, this.focus.z + 4.6);
+        this.camera.position.set(this.focus.x + 1.8, this.room.height / 1000 + 1.0, this.focus.z + 3.0);
       } else { // in front of the person, a little to the side and above
         this.controls.target.set(0, 0.85, 0);
         this.camera.position.set(0.8, 1.35, 2.9);

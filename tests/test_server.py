@@ -36,6 +36,10 @@ class SleepingProcessor:
     def __init__(self, delay: float) -> None:
         self.delay = delay
         self.calls = 0
+        self.fov: float | None = None
+
+    def set_fov(self, fov_deg: float) -> None:
+        self.fov = fov_deg
 
     def __call__(self, frame_bgr: np.ndarray, t: float) -> FrameResult:
         self.calls += 1
@@ -216,6 +220,8 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_usable(ser
         (json.dumps({"type": "offer", "sdp": "m=video " + "x" * 3000}), "too_large"),
         (json.dumps({"type": "ping", "pad": "x" * 5000}), "too_large"),
         (b"\x00\x01", "bad_message"),
+        (json.dumps({"type": "camera", "fov": "wide"}), "bad_message"),
+        (json.dumps({"type": "camera", "fov": 500}), "bad_message"),
     ]
     for message, code in cases:
         await client.send(message)
@@ -230,6 +236,26 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_usable(ser
     await client.wait_for_poses(5, timeout=15)
     await client.close()
     assert len(client.poses) >= 5
+
+
+async def test_the_pages_field_of_view_reaches_its_stream(serve):
+    estimator = SleepingEstimator()
+    server = await serve(estimator)
+    client = PoseClient(ws_url(server))
+    await client.connect()
+
+    async def camera(fov: float) -> None:
+        await client.send({"type": "camera", "fov": fov})
+        await client.send({"type": "ping", "t": fov})  # messages are handled in order: the pong comes after
+        assert (await client.next_message())["type"] == "pong"
+
+    await camera(80)  # before the video: kept for the stream the offer creates
+    await client.start_video(TaggedVideoTrack(drawn_frames(), 30))
+    await client.wait_for_poses(1, timeout=15)
+    assert estimator.streams[-1].fov == 80
+    await camera(50.5)  # while streaming
+    assert estimator.streams[-1].fov == 50.5
+    await client.close()
 
 
 async def test_max_peers_refuses_with_a_clear_error(serve):

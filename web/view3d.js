@@ -21,6 +21,9 @@ const TRAIL_POINTS = 240; // the main person's path: ~16 s at 15 poses/s
 const TRAIL_STEP_M = 0.02; // a new trail point once the person moved this far
 const OTHERS_OPACITY = 0.65; // people other than the main one, a little fainter
 const FRUSTUM_M = 0.35; // depth of the drawn webcam's viewing pyramid
+const FOCUS_HEIGHT = 0.9; // m: the scene view looks at body height, not at the floor
+// The scene view starts behind the webcam, to the side and above, far enough to see it and the main person.
+const SCENE_VIEW_DIR = new THREE.Vector3(2.0, 1.3, 3.8).normalize();
 // Without a GPU every WebGL frame costs ~20 ms of CPU (readback and software compositing),
 // CPU a server on the same machine needs: there the view redraws at most this often.
 const SOFTWARE_FPS = 12;
@@ -176,6 +179,7 @@ class Webcam {
   constructor(scene) {
     this.lines = new THREE.LineSegments(new THREE.BufferGeometry(), new THREE.LineBasicMaterial({ color: 0xe5e7eb }));
     this.body = new THREE.Mesh(new THREE.BoxGeometry(0.12, 0.07, 0.05), new THREE.MeshStandardMaterial({ color: 0x475569 }));
+    this.lines.frustumCulled = false; // its points change: a bounding sphere computed once would go stale
     scene.add(this.lines, this.body);
     this.position = new THREE.Vector3();
   }
@@ -274,7 +278,7 @@ export class View3D {
     this.scene.add(this.people);
     this.webcam = new Webcam(this.scene);
     this.trail = new Trail(this.scene);
-    this.focus = new THREE.Vector3(0, 0, -3); // where the scene view looks: between the webcam and the main person
+    this.focus = new THREE.Vector3(0, FOCUS_HEIGHT, -1.5); // where the scene view looks: between the webcam and the main person
     this.focusTarget = this.focus.clone();
 
     this.camera = new THREE.PerspectiveCamera(40, 1, 0.05, 80);
@@ -318,17 +322,31 @@ export class View3D {
     this.webcam.visible = scene;
     this.trail.line.visible = scene;
     if (this.controls) {
-      if (scene) { // behind the webcam, a little to the side and above, looking at the room
-        this.controls.target.copy(this.focus);
-        this.camera.position.set(this.focus.x + 1.8, this.room.height / 1000 + 1.0, this.focus.z + 3.0);
-      } else { // in front of the person, a little to the side and above
+      if (!scene) { // in front of the person, a little to the side and above
         this.controls.target.set(0, 0.85, 0);
         this.camera.position.set(0.8, 1.35, 2.9);
+        this.controls.update();
       }
-      this.controls.update();
     }
     for (const figure of this.figures.values()) figure.placed = false; // jump to the new place, no flight
+    this.framed = false;
     this.apply();
+    if (scene) this.frameView();
+    this.dirty = true;
+  }
+
+  /** Scene mode: look at the webcam and the main person, between them, from SCENE_VIEW_DIR. */
+  frameView() {
+    if (!this.controls) return;
+    const main = this.figures.get(this.mainId);
+    const person = main?.placed ? main.baseTarget : new THREE.Vector3(0, 0, -3);
+    const cam = this.webcam.position;
+    this.focus.set((cam.x + person.x) / 2, FOCUS_HEIGHT, (cam.z + person.z) / 2);
+    this.focusTarget.copy(this.focus);
+    const distance = Math.max(3.5, 1.3 * Math.hypot(person.x - cam.x, person.z - cam.z) + 1.5);
+    this.controls.target.copy(this.focus);
+    this.camera.position.copy(this.focus).addScaledVector(SCENE_VIEW_DIR, distance);
+    this.controls.update();
     this.dirty = true;
   }
 
@@ -343,6 +361,7 @@ export class View3D {
     this.figures.clear();
     this.trail.clear();
     this.last = null;
+    this.framed = false;
     this.fresh = true;
     this.dirty = true;
   }
@@ -409,10 +428,14 @@ export class View3D {
       figure.set(person, this.room, base, person.contact);
       if (isMain) {
         this.trail.add(id, base);
-        this.focusTarget.set(base.x / 2, 0, base.z / 2);
+        this.focusTarget.set(base.x / 2, FOCUS_HEIGHT, base.z / 2);
       }
     }
     this.webcam.place(this.room, this.camera3.fov, this.camera3.aspect);
+    if (this.mode === "scene" && !this.framed && main?.placed) { // the first placed main person: frame the view
+      this.framed = true;
+      this.frameView();
+    }
   }
 
   /** Ease towards the targets by dt seconds and draw. Returns whether this frame shows a new pose first. */

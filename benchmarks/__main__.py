@@ -2,6 +2,8 @@ from posecast.cli import entry
 
 entry("python -m benchmarks", "Measure speed and accuracy; prints figures, asserts nothing.", {
     "lifter": ("benchmarks.lifter", "lifter latency (batch 1), throughput (batch 1024) and accuracy table"),
+    "lifter-temporal": ("benchmarks.lifter_temporal",
+                        "temporal lifter beside the per-frame lifter (+ One-Euro): latency and sequence table"),
     "detector": ("benchmarks.detector", "detector network and decoding time at several input sizes"),
     "latency": ("benchmarks.latency", "end-to-end WebRTC -> pose latency against the transport's own floor"),
     "root": ("benchmarks.root", "position in the room: root error (true and +-15 % focal), foot slide"),

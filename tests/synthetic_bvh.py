@@ -18,7 +18,8 @@ RIG = [
 ]
 
 
-def write_bvh(path, frames: int, rng: np.random.Generator) -> None:
+def write_bvh(path, frames: int, rng: np.random.Generator, heading: float | None = None) -> None:
+    """A walker whose root heading is drawn every frame, or fixed (degrees) for smooth motion."""
     children = {}
     for name, parent, _ in RIG:
         children.setdefault(parent, []).append(name)
@@ -43,7 +44,7 @@ def write_bvh(path, frames: int, rng: np.random.Generator) -> None:
     phase = rng.uniform(0, 2 * np.pi)
     for f in range(frames):
         t = phase + f / 10
-        values = [0.0, 95.0, f * 1.0, 0.0, 0.0, rng.uniform(-180, 180)]  # root: walk forward, any heading
+        values = [0.0, 95.0, f * 1.0, 0.0, 0.0, rng.uniform(-180, 180) if heading is None else heading]
         for name, _, _ in RIG[1:]:
             swing = 30 * np.sin(t + sum(map(ord, name)) % 7) if "Leg" in name or "Arm" in name else 5 * np.sin(t)
             values += [swing * 0.3, swing, swing * 0.2]

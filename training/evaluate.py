@@ -50,7 +50,7 @@ def load_predictor(model: Path) -> Predict:
     if model.suffix == ".onnx":
         from posecast.lifter import Lifter
         return Lifter(model, device="cpu")
-    from .fit import load_checkpoint
+    from .model import load_checkpoint
     net = load_checkpoint(model)[0]
     return torch_predictor(net)
 

@@ -26,7 +26,7 @@ from .body import DefinitionJitter
 from .data import SampleOptions
 from .dataset import DatasetFiles, sample_training
 from .evaluate import evaluate, selection_score, torch_predictor
-from .model import JOINTS, LifterNet, ModelOptions
+from .model import JOINTS, LifterNet, ModelOptions, load_checkpoint
 from .posespace import PoseAugment
 
 log = logging.getLogger(__name__)
@@ -103,17 +103,6 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_checkpoint(path: Path) -> tuple[LifterNet, dict]:
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path} (train with `python -m training fit`)")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    # Checkpoints from before the 2D pass-through have no such option: they were made without it.
-    net = LifterNet(ckpt["stats"], ModelOptions(**{"passthrough": False, **ckpt["model_options"]}))
-    net.load_state_dict(ckpt["state_dict"])
-    net.eval()
-    return net, ckpt
-
-
 def fit(opts: FitOptions) -> dict:
     """Train (or resume) into opts.out; returns the last checkpoint's dict."""
     if opts.threads:
@@ -142,7 +131,7 @@ def fit(opts: FitOptions) -> dict:
     sample_opts = opts.sample_options()
     started = time.monotonic() - state["train_seconds"]
 
-    while state["epoch"] < opts.epochs and not _out_of_time(opts, state["train_seconds"]):
+    while state["epoch"] < opts.epochs and not out_of_time(opts, state["train_seconds"]):
         epoch = state["epoch"] + 1
         rng = np.random.default_rng([opts.seed, epoch])
         data = sample_training(motions, opts.samples_per_epoch, rng, sample_opts)
@@ -154,7 +143,7 @@ def fit(opts: FitOptions) -> dict:
         for i in bar:
             step = (epoch - 1) * steps_per_epoch + i // opts.batch
             for group in optimiser.param_groups:
-                group["lr"] = opts.lr * (opts.lr_final / opts.lr) ** _progress(opts, step, started)
+                group["lr"] = opts.lr * (opts.lr_final / opts.lr) ** progress(opts, step, started)
             sl = slice(i, i + opts.batch)
             if len(kp[sl]) < 2:  # batch norm needs two samples
                 continue
@@ -193,16 +182,16 @@ def fit(opts: FitOptions) -> dict:
         log.info("epoch %d: train MPJPE %.1f mm, %s, score %.1f%s (%.1f min)", epoch, record["train_mpjpe"],
                  _brief(rows), score, " (best)" if better else "", record["minutes"])
         plot_curve(state["history"], opts.out / "curve.png")
-        if _out_of_time(opts, state["train_seconds"]):
+        if out_of_time(opts, state["train_seconds"]):
             log.info("time budget of %.0f min used up after epoch %d", opts.minutes, epoch)
     return torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
 
 
-def _out_of_time(opts: FitOptions, seconds: float) -> bool:
+def out_of_time(opts, seconds: float) -> bool:
     return bool(opts.minutes) and seconds >= opts.minutes * 60
 
 
-def _progress(opts: FitOptions, step: int, started: float) -> float:
+def progress(opts, step: int, started: float) -> float:
     """How far through the schedule, 0..1: by steps, or by time when a budget is set (so a
     slower, shared machine still ends on a decayed learning rate)."""
     done = step / max(1, opts.epochs * math.ceil(opts.samples_per_epoch / opts.batch))

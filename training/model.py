@@ -16,6 +16,7 @@ needs no outside pre- or post-processing:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -109,3 +110,14 @@ class LifterNet(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Linear) and module not in outputs:
                 module.weight.copy_(torch.renorm(module.weight, 2, 0, max_norm))
+
+
+def load_checkpoint(path: Path) -> tuple[LifterNet, dict]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (train with `python -m training fit`)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    # Checkpoints from before the 2D pass-through have no such option: they were made without it.
+    net = LifterNet(ckpt["stats"], ModelOptions(**{"passthrough": False, **ckpt["model_options"]}))
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
+    return net, ckpt

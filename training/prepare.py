@@ -65,7 +65,7 @@ def _optional(path: Path) -> Path | None:
     return None if str(path).lower() == "none" else path
 
 
-def _bvh_files(source: Path, name: str) -> list[Path]:
+def bvh_files(source: Path, name: str) -> list[Path]:
     if not source.exists():
         raise FileNotFoundError(f"{source} not found (see ../shared/README.md)")
     folder = unpack(source, paths.cache_dir() / name) if source.is_file() else source
@@ -80,9 +80,9 @@ def prepare(opts: PrepareOptions) -> DatasetFiles:
     opts.out.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(opts.seed)
 
-    sets = load_bvh_folder(_bvh_files(opts.bandai, "bandai"), opts.stride)
+    sets = load_bvh_folder(bvh_files(opts.bandai, "bandai"), opts.stride)
     if opts.cmu is not None:
-        sets.update(load_bvh_folder(_bvh_files(opts.cmu, "cmu"), opts.cmu_stride))
+        sets.update(load_bvh_folder(bvh_files(opts.cmu, "cmu"), opts.cmu_stride))
     split = {}
     val_sets = []
     for name, motion in sets.items():

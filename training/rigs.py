@@ -54,6 +54,10 @@ def _lr(template: dict[str, str], left: str, right: str) -> dict[str, str]:
     return out
 
 
+# MotionBuilder-style names (LeftUpLeg, LeftArm, ...): the CMU floor takes and the climbing set.
+_MB_NAMES = _lr({"hip": "{s}UpLeg", "knee": "{s}Leg", "ankle": "{s}Foot", "shoulder": "{s}Arm",
+                 "elbow": "{s}ForeArm", "wrist": "{s}Hand", "neck": "Neck", "head": "Head"}, "Left", "Right")
+
 RIGS: tuple[RigMap, ...] = (
     # Bandai Namco Research Motion Dataset 1 and 2: centimetres, Y up.
     RigMap("bandai", _lr({"hip": "UpperLeg_{s}", "knee": "LowerLeg_{s}", "ankle": "Foot_{s}",
@@ -67,12 +71,17 @@ RIGS: tuple[RigMap, ...] = (
     RigMap("cmu-daz", _lr({"hip": "{s}hip", "knee": "{s}knee", "ankle": "{s}foot",
                            "shoulder": "{s}shoulder", "elbow": "{s}elbow", "wrist": "{s}hand",
                            "neck": "neck", "head": "head"}, "l", "r")),
+    # CMU subjects 60 and 61, salsa (cgspeed Daz-friendly naming, camel case; a figure scaled to
+    # about 0.7 of adult size: the units are left to the leg-length scaling).
+    RigMap("cmu-daz-salsa", _lr({"hip": "{s}Thigh", "knee": "{s}Shin", "ankle": "{s}Foot",
+                                 "shoulder": "{s}Shldr", "elbow": "{s}ForeArm", "wrist": "{s}Hand",
+                                 "neck": "neck", "head": "head"}, "l", "r")),
+    # CMU floor and acrobatic takes (cgspeed MotionBuilder-friendly naming, CMU length units).
+    RigMap("cmu-mb", _MB_NAMES),
 )
 
 # holosoma-retargeting climbing mocap (joint positions only, metres, Z up): cross-dataset check.
-HOLOSOMA = RigMap("holosoma", _lr({"hip": "{s}UpLeg", "knee": "{s}Leg", "ankle": "{s}Foot",
-                                   "shoulder": "{s}Arm", "elbow": "{s}ForeArm", "wrist": "{s}Hand",
-                                   "neck": "Neck", "head": "Head"}, "Left", "Right"), mm_per_unit=1000.0)
+HOLOSOMA = RigMap("holosoma", _MB_NAMES, mm_per_unit=1000.0)
 
 
 def find_rig(names: list[str]) -> RigMap:

@@ -48,8 +48,13 @@ def split_clips(clips: list[str], actions: list[str], every: int = 10) -> np.nda
     return val
 
 
+# A BVH whose frames are further apart than this is a set of single poses, not motion (the CMU
+# floor package's sparse pose sets carry a nominal Frame Time): its fps is recorded as 0.
+MAX_MOTION_FRAME_TIME = 0.1
+
+
 def load_bvh_folder(paths: list[Path], stride: int) -> dict[str, MotionSet]:
-    """BVH files -> one MotionSet per rig, every `stride`-th frame, millimetres."""
+    """BVH files -> one MotionSet per rig, every `stride`-th frame, millimetres, with each clip's fps."""
     per_rig: dict[str, dict[str, list]] = {}
     for path in tqdm(paths, desc="BVH", unit="clip"):
         bvh = read_bvh(path)
@@ -62,8 +67,8 @@ def load_bvh_folder(paths: list[Path], stride: int) -> dict[str, MotionSet]:
         offsets = _offsets_mm(trans, rig, lm, bvh.parents)
         pos, glob = forward_kinematics(bvh.parents, rot, np.broadcast_to(offsets, trans.shape))
         group = per_rig.setdefault(rig.name, {"rot": [], "clip": [], "offsets": [], "head": [],
-                                              "clips": [], "actions": [], "parents": bvh.parents,
-                                              "landmarks": lm})
+                                              "clips": [], "actions": [], "fps": [],
+                                              "parents": bvh.parents, "landmarks": lm})
         if len(group["parents"]) != len(bvh.parents) or (group["parents"] != bvh.parents).any():
             raise ValueError(f"{path}: rig {rig.name} with a different hierarchy than earlier clips")
         group["rot"].append(rot.astype(np.float32))
@@ -72,9 +77,10 @@ def load_bvh_folder(paths: list[Path], stride: int) -> dict[str, MotionSet]:
         group["head"].append(_head_calibration(pos[:, lm], glob[:, lm[L["head"]]]))
         group["clips"].append(path.stem)
         group["actions"].append(clip_action(path))
+        group["fps"].append(0.0 if bvh.frame_time > MAX_MOTION_FRAME_TIME else 1.0 / (bvh.frame_time * stride))
     return {name: MotionSet(name, g["parents"], g["landmarks"], np.concatenate(g["rot"]),
                             np.concatenate(g["clip"]), np.stack(g["offsets"]).astype(np.float32),
-                            np.stack(g["head"]), g["clips"], g["actions"])
+                            np.stack(g["head"]), g["clips"], g["actions"], np.array(g["fps"]))
             for name, g in per_rig.items()}
 
 

@@ -1,0 +1,152 @@
+"""Sequence windows for the temporal lifter, its training and export, on small synthetic BVH clips."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from posecast import paths
+from posecast.lifter import Lifter, TemporalLifter
+from posecast.skeleton import C, H
+from training.data import GROUPS
+from training.prepare_temporal import SequenceFiles, TemporalPrepareOptions, prepare_temporal
+from training.sequences import (LiveRate, PerWindow, TemporalDropout, WindowOptions, synthesize_windows,
+                                temporal_dropout, window_frames)
+from training.temporal_eval import Method, evaluate_tracks, live_times, windows_of
+from training.temporal_model import TemporalNet, TemporalOptions, init_from_per_frame, per_frame_weights
+
+from synthetic_bvh import write_bvh
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> SequenceFiles:
+    root = tmp_path_factory.mktemp("seq")
+    rng = np.random.default_rng(0)
+    clips = root / "bvh"
+    clips.mkdir()
+    for action in ("walk", "wave"):
+        for k in range(10):
+            write_bvh(clips / f"dataset-1_{action}_style_{k:03d}.bvh", 60, rng, heading=float(rng.uniform(-180, 180)))
+    return prepare_temporal(TemporalPrepareOptions(root / "data", clips, None, None, None, None))
+
+
+def test_prepared_motion_and_tracks(dataset: SequenceFiles):
+    (motion,) = dataset.load_motion()
+    assert motion.fps is not None and np.allclose(motion.fps, 30, atol=0.01)
+    tracks = dataset.load_tracks("bandai")
+    info = json.loads(dataset.info.read_text())
+    held_out = set(info["rigs"]["bandai"]["validation_clips"])
+    assert held_out and held_out.isdisjoint(np.array(motion.clips)[np.unique(motion.clip)])
+    # Whole held-out clips, every frame, pelvis at 0.
+    assert len(tracks.track) == 60 * len(held_out) and np.all(tracks.joints3d[:, 0] == 0)
+
+
+def test_per_window_draws_repeat_over_each_window():
+    rng = PerWindow(np.random.default_rng(0), 4)
+    a = rng.uniform(0, 1, (12, 2))
+    assert a.shape == (12, 2) and np.all(a[:4] == a[0]) and not np.all(a[4] == a[0])
+    x = rng.integers(1000, size=8).reshape(2, 4)
+    assert np.all(x == x[:, :1]) and x[0, 0] != x[1, 0]
+    with pytest.raises(ValueError, match="windows of 4"):
+        rng.random(6)
+
+
+def test_windows_reach_back_at_live_rates(dataset: SequenceFiles):
+    (motion,) = dataset.load_motion()
+    opts = WindowOptions(window=9, rate=LiveRate(drop=0.0, short_history=0.0))
+    start = np.flatnonzero(np.r_[True, motion.clip[1:] != motion.clip[:-1]])
+    ends = np.r_[start[1:5] - 1, start[:4] + 3]  # clips' last frames, and frames 3 into a clip
+    frames, exists = window_frames(motion, ends, np.random.default_rng(0), opts)
+    assert np.all(frames[:, -1] == ends) and np.all(np.diff(frames, axis=1)[exists[:, 1:] & exists[:, :-1]] >= 1)
+    steps = np.diff(frames[:4], axis=1)
+    assert steps.min() >= 1 and steps.max() <= 4  # 10-30 fps from 30 fps motion
+    # Frames before the clip's start do not exist: the person had not appeared.
+    assert exists[:4].all() and not exists[4:, 0].any() and exists[4:, -1].all()
+
+
+def test_window_keeps_one_camera_and_one_body(dataset: SequenceFiles):
+    (motion,) = dataset.load_motion()
+    opts = WindowOptions(window=9, views=2, camera_motion_deg=0.0, dropout=None, rate=LiveRate(short_history=0.0))
+    opts.sample.noise = None
+    opts.sample.clip_to_image = False
+    w = synthesize_windows(motion, np.arange(40, 50), np.random.default_rng(1), opts)  # the window fits in the clip
+    assert w.keypoints.shape == (20, 9, 17, 2) and w.joints3d.shape == (20, 17, 3)
+    assert np.all(w.joints3d[:, 0] == 0) and np.all(w.confidence == 1)
+    # The same person seen over the window: the 2D thigh/shin length ratio of a walker changes
+    # only with the view, which stays put, so it moves little; a new camera per frame would scatter it.
+    shin = np.linalg.norm(w.keypoints[..., H["l_ankle"], :] - w.keypoints[..., H["l_knee"], :], axis=-1)
+    height = np.ptp(w.keypoints[..., 1], axis=-1)
+    assert np.median(np.std(shin / height, axis=1) / np.mean(shin / height, axis=1)) < 0.15
+    # Two views (cameras, definitions, mirroring) of each posed window.
+    assert not np.allclose(w.keypoints[0::2], w.keypoints[1::2])
+
+
+def test_temporal_dropout_stretches_come_and_go():
+    keep = temporal_dropout(4000, 12, TemporalDropout(flicker=0.0, legs=1.0, lower_body=0.0, arm=0.0, face=0.0),
+                            np.random.default_rng(0))
+    legs = keep[:, :, GROUPS["legs"]]
+    assert np.all(legs == legs[:, :, :1])  # the four joints go together
+    gone = legs[:, :, 0] == 0
+    assert gone.any(1).all()
+    # One contiguous stretch per window: at most one start and one end.
+    assert (np.diff(gone.astype(int), axis=1) == 1).sum(1).max() <= 1
+    newest, oldest = gone[:, -1].mean(), gone[:, 0].mean()
+    assert 0.5 < newest < 0.85 and 0.2 < oldest < 0.6  # gone now after being seen, or before and back
+    assert np.all(keep[:, :, C["nose"]] == 1)
+
+
+def test_live_times_are_uneven_10_to_30_fps():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        t = live_times(5.0, LiveRate(), rng)
+        dt = np.diff(t)
+        assert t[0] == 0 and t[-1] <= 5.0 and 1 / 30 * 0.8 <= dt.min() and dt.max() <= 2 * 1 / 10 * 1.2
+
+
+def test_windows_of_pad_before_the_track_start():
+    kp = np.arange(6 * 17 * 2, dtype=np.float32).reshape(6, 17, 2)
+    cf = np.ones((6, 17), np.float32)
+    track = np.array([0, 0, 0, 1, 1, 1])
+    wk, wc = windows_of(kp, cf, track, 3)
+    assert np.array_equal(wk[2], kp[0:3]) and np.array_equal(wk[4, 1:], kp[3:5])
+    assert np.all(wc[3, :2] == 0) and np.all(wc[3, 2] == 1) and np.all(wc[5] == 1)
+
+
+def test_mlp_starts_as_the_per_frame_lifter(dataset: SequenceFiles):
+    """Initialised from weights/lifter.onnx, the windowed MLP answers what the per-frame lifter answers."""
+    stats, weights = per_frame_weights(paths.LIFTER_ONNX)
+    net = TemporalNet(stats, TemporalOptions(window=5))
+    (motion,) = dataset.load_motion()
+    w = synthesize_windows(motion, np.arange(100, 400, 3), np.random.default_rng(0), WindowOptions(window=5))
+    init_from_per_frame(net, weights, (torch.from_numpy(w.keypoints), torch.from_numpy(w.confidence)))
+    with torch.no_grad():
+        got = net.eval()(torch.from_numpy(w.keypoints), torch.from_numpy(w.confidence)).numpy()
+    want = Lifter(paths.LIFTER_ONNX, device="cpu")(w.keypoints[:, -1], w.confidence[:, -1])
+    np.testing.assert_allclose(got, want, atol=0.05)
+
+
+@pytest.mark.parametrize("arch", ["mlp", "tcn"])
+def test_tiny_temporal_training_resumes_and_exports(dataset: SequenceFiles, tmp_path, arch: str):
+    from export.lifter_temporal import export_temporal
+    from training.fit_temporal import TemporalFitOptions, fit_temporal
+
+    opts = TemporalFitOptions(out=tmp_path / "run", data=dataset.root, init=None,
+                              model=TemporalOptions(arch, window=9, width=96, blocks=1, dropout=0.0),
+                              epochs=3, samples_per_epoch=1600, batch=64, lr=3e-3, lr_final=1e-3, eval_frames=200)
+    ckpt = fit_temporal(opts)
+    curve = [h["train_mpjpe"] for h in ckpt["history"]]
+    assert curve[-1] < 0.85 * curve[0], curve
+    opts.epochs = 4
+    assert fit_temporal(opts)["epoch"] == 4  # resumes from last.pt
+
+    out = tmp_path / "temporal.onnx"
+    manifest = export_temporal(tmp_path / "run" / "best.pt", out, dataset)
+    assert manifest["parity"]["float_max_abs_mm"] < 0.1 and manifest["temporal"]["window"] == 9
+    lifter = TemporalLifter(out, device="cpu")
+    assert lifter.window == 9 and lifter.info == json.loads(out.with_suffix(".json").read_text())
+    assert set(lifter.info["metrics"]["bandai"]) == {"exact", "noise5", "legs_gone", "no_legs"}
+    rows = evaluate_tracks(Method("t", 9, windows=lifter), dataset, sets=("bandai",), rates=("30fps",),
+                           conditions=("exact",))
+    assert rows[0]["n"] == len(dataset.load_tracks("bandai").track) and np.isfinite(rows[0]["p_mpjpe"])

@@ -1,0 +1,195 @@
+"""Causal temporal lifters: the last T frames of one person -> the newest frame's 3D pose.
+
+Both architectures share the per-frame lifter's input handling (training/model.py): each frame
+is normalised on its own (centred on its visible joints, divided by their RMS spread; missing
+joints replaced before any arithmetic), standardised with the per-frame statistics, and given
+with its visibility mask, so translation and pixel scale do not matter and a missing joint's
+coordinates (even NaN) cannot reach the output. The output is the newest frame's pose in mm,
+pelvis exactly 0, with the same 2D pass-through of the newest frame as the per-frame lifter.
+
+- "mlp" (windowed MLP): the T frames' features side by side into the Martinez residual MLP.
+  Initialised from the per-frame lifter (weights/lifter.onnx) with the older frames' input
+  weights at zero, it starts out as exactly the per-frame model and learns what history adds.
+- "tcn" (VideoPose3D's causal, strided TCN): temporal convolutions of kernel 3 and stride 3
+  (27 -> 9 -> 3 -> 1 frames), residual connections taking the newest frame of each group.
+
+No future frames enter: the output depends on the window's frames only, the newest last.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import JOINTS, PASS_MM, Block, normalise_2d
+
+FEATURES = JOINTS * 3  # per frame: 17 x (x, y) standardised + 17 visibility flags
+ARCHITECTURES = ("mlp", "tcn")
+
+
+@dataclass
+class TemporalOptions:
+    arch: str = "mlp"
+    window: int = 27
+    width: int = 1024
+    blocks: int = 2
+    dropout: float = 0.1
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.arch!r}; expected one of {ARCHITECTURES}")
+        if self.arch == "tcn" and 3 ** round(np.log(self.window) / np.log(3)) != self.window:
+            raise ValueError(f"the strided TCN needs a window that is a power of 3, not {self.window}")
+
+
+class TemporalNet(nn.Module):
+    def __init__(self, stats: dict, opts: TemporalOptions = TemporalOptions()) -> None:
+        super().__init__()
+        self.opts = opts
+        for name, shape in (("mean2d", (JOINTS, 2)), ("std2d", (JOINTS, 2)),
+                            ("mean3d", (JOINTS - 1, 3)), ("std3d", (JOINTS - 1, 3))):
+            self.register_buffer(name, torch.tensor(stats[name], dtype=torch.float32).reshape(shape))
+        w, t = opts.width, opts.window
+        if opts.arch == "mlp":
+            self.stem = nn.Sequential(nn.Linear(t * FEATURES, w), nn.BatchNorm1d(w), nn.ReLU(), nn.Dropout(opts.dropout))
+            self.blocks = nn.Sequential(*(Block(w, opts.dropout) for _ in range(opts.blocks)))
+        else:
+            self.stem = nn.Sequential(nn.Conv1d(FEATURES, w, 3, stride=3), nn.BatchNorm1d(w), nn.ReLU(),
+                                      nn.Dropout(opts.dropout))
+            levels = round(np.log(t) / np.log(3)) - 1
+            self.blocks = nn.ModuleList(ConvBlock(w, opts.dropout) for _ in range(levels))
+        self.head = nn.Linear(w, (JOINTS - 1) * 3)
+        self.pass_scale = nn.Linear(w, 1)
+        nn.init.zeros_(self.pass_scale.weight)
+        nn.init.zeros_(self.pass_scale.bias)
+
+    def standardised(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+        """[N,T,17,2] pixels + [N,T,17] -> standardised 3D of the newest frame's 16 non-pelvis joints [N,48]."""
+        n, t = keypoints.shape[0], self.opts.window
+        pose, weight = normalise_2d(keypoints.reshape(-1, JOINTS, 2), confidence.reshape(-1, JOINTS))
+        x = torch.where(weight.unsqueeze(-1) > 0, (pose - self.mean2d) / self.std2d, torch.zeros_like(pose))
+        features = torch.cat([x.flatten(1), weight], 1).reshape(n, t, FEATURES)
+        if self.opts.arch == "mlp":
+            hidden = self.blocks(self.stem(features.flatten(1)))
+        else:
+            h = self.stem(features.transpose(1, 2))
+            for block in self.blocks:
+                h = block(h)
+            hidden = h[:, :, -1]
+        out = self.head(hidden)
+        # The newest frame's 2D, passed through where the joint and the pelvis were seen (training/model.py).
+        pose, weight = pose.reshape(n, t, JOINTS, 2)[:, -1], weight.reshape(n, t, JOINTS)[:, -1]
+        seen = (weight[:, 1:] * weight[:, :1]).unsqueeze(-1)
+        planar = (pose[:, 1:] - pose[:, :1]) * seen * (PASS_MM * self.pass_scale(hidden)).unsqueeze(-1)
+        out = out.view(-1, JOINTS - 1, 3)
+        return torch.cat([out[..., :2] + planar / self.std3d[:, :2], out[..., 2:]], -1).flatten(1)
+
+    def to_mm(self, standardised: torch.Tensor) -> torch.Tensor:
+        joints = standardised.view(-1, JOINTS - 1, 3) * self.std3d + self.mean3d
+        return torch.cat([torch.zeros_like(joints[:, :1]), joints], 1)
+
+    def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+        """[N,T,17,2] pixels + [N,T,17] confidences (oldest first) -> [N,17,3] mm of the newest frame."""
+        return self.to_mm(self.standardised(keypoints, confidence))
+
+    @torch.no_grad()
+    def apply_max_norm(self, max_norm: float = 1.0) -> None:
+        """Max-norm on the hidden layers (those followed by batch norm), as in the per-frame lifter."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Conv1d)) and module not in (self.head, self.pass_scale):
+                flat = module.weight.view(module.weight.shape[0], -1)
+                flat.copy_(torch.renorm(flat, 2, 0, max_norm))
+
+
+class ConvBlock(nn.Module):
+    """Kernel 3, stride 3 over time, then 1x1; the residual is the newest frame of each group of 3."""
+
+    def __init__(self, width: int, dropout: float) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv1d(width, width, 3, stride=3), nn.BatchNorm1d(width), nn.ReLU(),
+                                  nn.Dropout(dropout), nn.Conv1d(width, width, 1), nn.BatchNorm1d(width),
+                                  nn.ReLU(), nn.Dropout(dropout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :, 2::3] + self.body(x)
+
+
+def per_frame_weights(onnx_path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """The per-frame lifter's statistics and (batch-norm folded) weights from its ONNX file."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(onnx_path)
+    weights = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    stats = {k: weights[k].tolist() for k in ("mean2d", "std2d", "mean3d", "std3d")}
+    return stats, weights
+
+
+@torch.no_grad()
+def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibration: tuple[torch.Tensor, torch.Tensor]) -> None:
+    """Make a windowed MLP compute what the per-frame lifter computes on the newest frame.
+
+    The ONNX file holds each Linear with its batch norm folded in. Each Linear gets the folded
+    weights (the newest frame's columns of the stem; the older frames' at zero), scaled down to
+    the max-norm bound, and its batch norm is set to undo that scale around the layer's own
+    training-mode statistics on `calibration` windows: exact in eval mode, and in training mode
+    about what the per-frame lifter computed while it trained."""
+    if net.opts.arch != "mlp":
+        raise ValueError("only the windowed MLP can start from the per-frame lifter")
+    t = net.opts.window
+    pairs = [(net.stem[0], net.stem[1], "stem.0")]
+    for i, block in enumerate(net.blocks):
+        pairs += [(block.body[0], block.body[1], f"blocks.{i}.body.0"), (block.body[4], block.body[5], f"blocks.{i}.body.4")]
+    scales = {}
+    for linear, norm, name in pairs:
+        w, b = torch.from_numpy(weights[f"{name}.weight"].copy()), torch.from_numpy(weights[f"{name}.bias"].copy())
+        if linear.weight.shape != w.shape:  # the stem: [width, T*51] against the per-frame [width, 51]
+            full = torch.zeros_like(linear.weight)
+            full[:, (t - 1) * FEATURES:] = w
+            w = full
+        if linear.weight.shape != w.shape:
+            raise ValueError(f"{name}: per-frame {tuple(w.shape)} does not fit {tuple(linear.weight.shape)}")
+        scale = 1.0 / w.norm(dim=1).clamp(min=1.0)
+        linear.weight.copy_(w * scale[:, None])
+        linear.bias.copy_(b * scale)
+        scales[norm] = scale
+        norm.reset_running_stats()
+        norm.running_var.fill_(1.0 - norm.eps)
+        norm.weight.copy_(1.0 / scale)  # undoes the scale in eval mode until calibrated
+        norm.bias.zero_()
+    for name in ("head", "pass_scale"):
+        getattr(net, name).weight.copy_(torch.from_numpy(weights[f"{name}.weight"].copy()))
+        getattr(net, name).bias.copy_(torch.from_numpy(weights[f"{name}.bias"].copy()))
+    # Layer by layer in training mode (dropout on, batch statistics), as the per-frame lifter was
+    # trained: its running statistics, and so its folded weights, are those of training mode.
+    net.train()
+    momentum = {norm: norm.momentum for norm in scales}
+    for norm in scales:
+        norm.momentum = 0.0  # the passes below must not move the statistics already set
+    for norm, scale in scales.items():
+        seen: list[torch.Tensor] = []
+        hook = norm.register_forward_hook(lambda m, i, o: seen.append(i[0]))
+        net(*calibration)
+        hook.remove()
+        z = seen[0]
+        mean, var = z.mean(0), z.var(0, unbiased=False)
+        norm.running_mean.copy_(mean)
+        norm.running_var.copy_(var)
+        norm.weight.copy_(torch.sqrt(var + norm.eps) / scale)
+        norm.bias.copy_(mean / scale)
+    for norm, value in momentum.items():
+        norm.momentum = value
+    net.eval()
+
+
+def load_temporal(path: Path) -> tuple[TemporalNet, dict]:
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path} (train with `python -m training fit-temporal`)")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    net = TemporalNet(ckpt["stats"], TemporalOptions(**ckpt["model_options"]))
+    net.load_state_dict(ckpt["state_dict"])
+    net.eval()
+    return net, ckpt

@@ -24,6 +24,7 @@ from posecast import paths
 from posecast.detector import Detector, DetectorOptions
 from posecast.history import KeypointHistory
 from posecast.lifter import Lifter, TemporalLifter
+from posecast.records import person_record
 from posecast.runtime import Device, create_session, provider_name
 from posecast.skeleton import coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
@@ -99,10 +100,6 @@ def model_summary(session: ort.InferenceSession, path: Path) -> dict:
     except json.JSONDecodeError:
         manifest = {}
     return {"file": path.name, "provider": provider_name(session), **manifest}
-
-
-def _round(a: np.ndarray, digits: int) -> list:
-    return np.round(np.asarray(a, np.float64), digits).tolist()
 
 
 class PoseEstimator:
@@ -193,20 +190,11 @@ class PoseStream:
             j3d = joints3d[i]
             if self.smoother is not None:
                 j3d = self.smoother(track_id, j3d, valid, t)
-            # Missing joints carry no position: zeros, with confidence 0 telling the page to hide them.
-            shown[i] = np.where(valid[:, None], j3d, 0.0)
+            shown[i] = np.where(valid[:, None], j3d, 0.0)  # missing joints have no position (person_record too)
         t3 = time.perf_counter()
         placed, shown, scene = self.world(ids, kp17, cf17, shown, (frame_bgr.shape[1], frame_bgr.shape[0]), t)
-        out = []
-        for i, person in enumerate(people):
-            out.append({
-                "id": ids[i], "main": bool(person.main), "score": round(float(person.score), 3),
-                "joints3d": _round(shown[i], 1),
-                **placed[i],
-                "keypoints": _round(kp17[i], 1),
-                "confidence": _round(cf17[i], 3),
-                "coco18": _round(np.concatenate([kp18[i], cf18[i][:, None]], axis=1), 3),
-            })
+        out = [person_record(p.id, p.main, p.score, shown[i], kp17[i], cf17[i], kp18[i], cf18[i], **placed[i])
+               for i, p in enumerate(people)]
         if self.smoother is not None:
             self.smoother.forget_stale(t)
         t4 = time.perf_counter()

@@ -8,55 +8,33 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from posecast.logs import setup_logging
-from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
-from posecast.root import check_fov
-from posecast.smoothing import OneEuroOptions
-from posecast.world import WorldOptions
+from posecast.pipeline_args import CannotStart, add_pipeline_arguments, open_estimator
 
 from .app import PoseServer, ServerOptions
-from posecast.pipeline import PipelineOptions, PoseEstimator
 
 log = logging.getLogger("server")
+DESCRIPTION = ("posecast live server: webcam frames in over WebRTC, 3D poses out over a websocket, "
+               "the page from web/.")
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    d, s = ServerOptions(), OneEuroOptions()
-    p = argparse.ArgumentParser(prog="python -m server", description="posecast live server: webcam frames in over "
-                                "WebRTC, 3D poses out over a websocket, the page from web/.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The server's options (shared by `python -m server` and `posecast serve`)."""
+    d = ServerOptions()
     p.add_argument("--host", default=d.host, help=f"address to bind (default {d.host}; 0.0.0.0 for all interfaces)")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
-                   help="where the models run: auto = CUDA when really active, else the CPU (default auto)")
-    p.add_argument("--detector", type=Path, default=PipelineOptions.detector_path, metavar="ONNX",
-                   help="2D detector model (default weights/openpose.onnx)")
-    p.add_argument("--lifter", type=Path, default=PipelineOptions.lifter_path, metavar="ONNX",
-                   help="2D-to-3D lifter model (default weights/lifter.onnx)")
-    p.add_argument("--temporal-lifter", type=Path, default=PipelineOptions.temporal_lifter_path, metavar="ONNX",
-                   help="causal temporal lifter (default weights/lifter_temporal.onnx)")
-    p.add_argument("--lifter-kind", choices=("auto", "temporal", "frame"), default="auto",
-                   help="auto = the temporal lifter when its file exists, else the per-frame one (default auto)")
-    p.add_argument("--fov", type=float, default=WorldOptions.fov_deg, metavar="DEGREES",
-                   help="the camera's horizontal field of view, for placing people in the room (default "
-                        f"{WorldOptions.fov_deg:g}, a typical webcam; the page can change it)")
-    p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: half the cores)")
-    p.add_argument("--input-height", type=int, default=PipelineOptions.input_height,
-                   help="detector input height in pixels: smaller is faster, larger finds smaller people "
-                        f"(default {PipelineOptions.input_height})")
-    p.add_argument("--no-smoothing", dest="smoothing", action="store_false", help="turn the One-Euro filter off")
-    p.add_argument("--min-cutoff", type=float, default=s.min_cutoff,
-                   help=f"One-Euro cutoff at rest, Hz: lower = steadier (default {s.min_cutoff})")
-    p.add_argument("--beta", type=float, default=s.beta,
-                   help=f"One-Euro speed coefficient per mm/s: higher = less lag when moving (default {s.beta})")
-    p.add_argument("--d-cutoff", type=float, default=s.d_cutoff,
-                   help=f"One-Euro cutoff of the speed estimate, Hz (default {s.d_cutoff})")
+    add_pipeline_arguments(p)
     p.add_argument("--max-peers", type=int, default=d.max_peers,
                    help=f"most clients served at once (default {d.max_peers})")
     p.add_argument("--ice-server", action="append", default=[], metavar="URL",
                    help="STUN/TURN server, e.g. stun:stun.l.google.com:19302 (repeatable; default none, "
                         "enough on one machine or a LAN)")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m server", description=DESCRIPTION)
+    add_arguments(p)
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     return p.parse_args(argv)
 
@@ -85,19 +63,13 @@ async def serve_until_stopped(server: PoseServer) -> None:
         await server.stop()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    setup_logging(args.log_level)
+def run(args: argparse.Namespace) -> int:
+    """Serve until SIGINT/SIGTERM; logging is already set up."""
     if logging.getLogger().level > logging.DEBUG:  # one INFO line per HTTP request otherwise
         logging.getLogger("websockets").setLevel(logging.WARNING)
-    smoothing = OneEuroOptions(args.min_cutoff, args.beta, args.d_cutoff) if args.smoothing else None
     try:
-        world = WorldOptions(fov_deg=check_fov(args.fov))
-        estimator = PoseEstimator(PipelineOptions(
-            detector_path=args.detector, lifter_path=args.lifter, device=args.device, threads=args.threads,
-            input_height=args.input_height, smoothing=smoothing, lifter_kind=args.lifter_kind,
-            temporal_lifter_path=args.temporal_lifter, world=world))
-    except (ModelNotFoundError, DeviceUnavailableError, ValueError) as exc:
+        estimator = open_estimator(args)
+    except CannotStart as exc:
         log.error("%s", exc)
         return 1
     options = ServerOptions(host=args.host, port=args.port, max_peers=args.max_peers,
@@ -108,6 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.error("%s", exc)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    setup_logging(args.log_level)
+    return run(args)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -21,11 +22,12 @@ from posecast import frametag, paths
 from posecast.skeleton import skeleton_info
 
 from . import jitter, loopback
-from .outbox import Outbox
+from . import sdp as offers
+from .outbox import UNREAD_CLOSE_CODE, Outbox
 from .peer import Peer, now_ms
 from posecast.pipeline import Estimator
-from posecast.root import check_fov
-from .static import StaticFiles, json_response, text_response
+from posecast.root import FOV_RANGE_DEG, check_fov
+from .static import ALLOWED_METHODS, StaticFiles, json_response, method_not_allowed, text_response, without_body
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,21 @@ class ServerOptions:
     max_peers: int = 4
     max_message_bytes: int = 256 * 1024
     max_sdp_bytes: int = 64 * 1024
+    max_unread_replies: int = 64  # control replies (pong, error, ...) a client may leave unread,
+    max_unread_bytes: int = 1 << 20  # and their bytes; past either its connection is closed (1008)
+    answer_timeout_s: float = 15.0
     ice_servers: tuple[str, ...] = ()  # STUN/TURN URLs; none needed on a LAN or one machine
     web_root: Path = paths.WEB
+
+
+def client_time(t: object) -> float | int | None:
+    """The `t` of a ping as the pong echoes it: a plain number (the client's clock), anything else None."""
+    if isinstance(t, bool) or not isinstance(t, int | float):
+        return None
+    try:
+        return t if math.isfinite(t) and abs(t) < 1e16 else None
+    except OverflowError:  # an int too big for a float
+        return None
 
 
 class ClientError(Exception):
@@ -94,10 +109,16 @@ class PoseServer:
                 "max_peers": self.options.max_peers}
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.method not in ALLOWED_METHODS:
+            return method_not_allowed(request.method)
+        response = await self._get(request)
+        return without_body(response) if response is not None and request.method == "HEAD" else response
+
+    async def _get(self, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
-        if path == "/ws":
+        if path == "/ws" and request.method == "GET":
             return None  # go on with the websocket handshake
-        if request.headers.get("Upgrade", "").lower() == "websocket":
+        if request.headers.get("Upgrade", "").lower() == "websocket" or path == "/ws":
             return text_response(HTTPStatus.NOT_FOUND, "the websocket is at /ws")
         if path == "/healthz":
             return json_response(self.health())
@@ -110,7 +131,8 @@ class PoseServer:
                 "frametag": {"bits": frametag.BITS, "cells": frametag.CELLS,
                              "cells_per_width": frametag.CELLS_PER_WIDTH},
                 "limits": {"max_message_bytes": o.max_message_bytes, "max_sdp_bytes": o.max_sdp_bytes,
-                           "max_peers": o.max_peers},
+                           "max_peers": o.max_peers, "max_unread_replies": o.max_unread_replies,
+                           "max_unread_bytes": o.max_unread_bytes},
                 "smoothing": self.estimator.smoothing}
 
     async def _handle(self, ws: ServerConnection) -> None:
@@ -138,7 +160,7 @@ class Session:
     def __init__(self, server: PoseServer, ws: ServerConnection) -> None:
         self.server = server
         self.ws = ws
-        self.outbox = Outbox(ws)
+        self.outbox = Outbox(ws, server.options.max_unread_replies, server.options.max_unread_bytes)
         self.peer: Peer | None = None
         self.fov: float | None = None  # the page's field of view, once it sent one
 
@@ -154,7 +176,8 @@ class Session:
                     self.outbox.send({"type": "error", "code": exc.code, "message": str(exc)})
                 except Exception as exc:  # noqa: BLE001 - report it, keep the connection
                     log.exception("handling a message failed")
-                    self.outbox.send({"type": "error", "code": "internal", "message": f"server error: {exc}"})
+                    self.outbox.send({"type": "error", "code": "internal",
+                                      "message": f"server error ({type(exc).__name__}, logged on the server)"})
         except ConnectionClosed:
             pass
         finally:
@@ -171,23 +194,27 @@ class Session:
             data = json.loads(message)
         except json.JSONDecodeError as exc:
             raise ClientError("bad_json", f"not valid JSON: {exc}") from None
+        except (ValueError, RecursionError):  # a number of over 4300 digits, nesting too deep for the parser
+            raise ClientError("bad_json", "JSON too deeply nested or with a number too long") from None
         if not isinstance(data, dict) or not isinstance(data.get("type"), str):
             raise ClientError("bad_message", "a message must be a JSON object with a string 'type'")
         kind = data["type"]
         if kind == "ping":
-            self.outbox.send({"type": "pong", "t": data.get("t"), "server_ts": round(now_ms(), 1)})
+            self.outbox.send({"type": "pong", "t": client_time(data.get("t")), "server_ts": round(now_ms(), 1)})
         elif kind == "offer":
             await self._on_offer(data.get("sdp"))
         elif kind == "camera":
             await self._on_camera(data.get("fov"))
         else:
-            raise ClientError("bad_message", f"unknown message type {kind!r} (expected 'offer', 'camera' or 'ping')")
+            raise ClientError("bad_message", f"unknown message type {offers.quote(kind)} (expected 'offer', "
+                                             "'camera' or 'ping')")
 
     async def _on_camera(self, fov: object) -> None:
         try:
             self.fov = check_fov(fov)
-        except ValueError as exc:
-            raise ClientError("bad_message", f"camera: {exc}") from None
+        except ValueError:  # the client's value is not echoed back
+            lo, hi = FOV_RANGE_DEG
+            raise ClientError("bad_message", f"camera: 'fov' must be a number of degrees in [{lo:g}, {hi:g}]") from None
         if self.peer is not None:  # on the inference thread: never while a frame is being placed
             await self.server.run_blocking(self.peer.processor.set_fov, self.fov)
 
@@ -197,8 +224,10 @@ class Session:
             raise ClientError("bad_offer", "an offer needs an 'sdp' string")
         if len(sdp) > limit:
             raise ClientError("too_large", f"SDP of {len(sdp)} bytes exceeds the limit of {limit}")
-        if "m=video" not in sdp:
-            raise ClientError("bad_offer", "the offer has no video track")
+        try:
+            offers.check_offer(sdp)
+        except offers.OfferError as exc:
+            raise ClientError("bad_offer", str(exc)) from None
         if self.peer is not None:  # a new offer starts over
             await self.peer.close()
         server = self.server
@@ -208,11 +237,15 @@ class Session:
         self.peer = Peer(processor, server.run_blocking, self.outbox.send_pose,
                          server.estimator.provider, server.options.ice_servers)
         try:
-            answer = await self.peer.answer(sdp)
-        except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP
+            answer = await asyncio.wait_for(self.peer.answer(sdp), server.options.answer_timeout_s)
+        except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on SDP it cannot use
+            # Its texts are about its internals ("'NoneType' object has no attribute ..."): log, don't send.
+            log.info("aiortc could not use an offer: %s: %s", type(exc).__name__, exc)
             await self.peer.close()
             self.peer = None
-            raise ClientError("bad_offer", f"could not use the offer: {str(exc) or type(exc).__name__}") from None
+            reason = ("it was not answered within {:g} s".format(server.options.answer_timeout_s)
+                      if isinstance(exc, asyncio.TimeoutError) else "WebRTC could not use its media description")
+            raise ClientError("bad_offer", f"could not use the offer: {reason}") from None
         self.outbox.send({"type": "answer", "sdp": answer})
 
     async def close(self) -> None:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -100,19 +101,22 @@ class Received:
 
 
 class PoseClient:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, keep: int | None = None) -> None:
+        """keep: hold only the latest `keep` pose messages (long runs; `received` still counts them all)."""
         self.url = url
         self.hello: dict | None = None
-        self.poses: list[Received] = []
+        self.poses: deque[Received] | list[Received] = deque(maxlen=keep) if keep else []
+        self.received = 0  # pose messages so far
         self.track: TaggedVideoTrack | None = None
         self.pc: RTCPeerConnection | None = None
         self.ws: websockets.ClientConnection | None = None
         self._messages: asyncio.Queue[dict] = asyncio.Queue()  # everything but poses
         self._reader: asyncio.Task | None = None
 
-    async def connect(self) -> dict:
-        """Open the websocket; returns the server's first message (hello, or an error when it is full)."""
-        self.ws = await websockets.connect(self.url, max_size=None)
+    async def connect(self, **options) -> dict:
+        """Open the websocket (options for websockets.connect, e.g. sock); returns the server's first message
+        (hello, or an error when it is full)."""
+        self.ws = await websockets.connect(self.url, max_size=None, **options)
         first = json.loads(await self.ws.recv())
         if first.get("type") == "hello":
             self.hello = first
@@ -152,15 +156,16 @@ class PoseClient:
                 sent = self.track.sent.get(message["frame"]) if self.track and message.get("tagged") else None
                 self.poses.append(Received(message["frame"], None if sent is None else now - sent,
                                            time.monotonic(), message))
+                self.received += 1
         except websockets.ConnectionClosed:
             pass
 
     async def wait_for_poses(self, count: int, timeout: float = 20.0) -> None:
         """Until `count` pose messages have arrived in total."""
         deadline = time.monotonic() + timeout
-        while len(self.poses) < count:
+        while self.received < count:
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{len(self.poses)} of {count} pose messages within {timeout} s")
+                raise TimeoutError(f"{self.received} of {count} pose messages within {timeout} s")
             await asyncio.sleep(0.05)
 
     async def close(self) -> None:

@@ -10,7 +10,6 @@ message per processed frame.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import threading
 import time
@@ -21,8 +20,7 @@ import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
 
-from posecast import frametag
-
+from posecast import frametag, records
 from posecast.pipeline import FrameProcessor
 
 log = logging.getLogger(__name__)
@@ -141,14 +139,13 @@ class Peer:
             "received_ts": round(received_ts, 1),
             "server_ts": round(now_ms(), 1),
             "timings": {k: round(v, 2) for k, v in timings.items()},
-            "frame_size": [int(bgr.shape[1]), int(bgr.shape[0])],
-            "crop": [round(v, 1) for v in result.crop] if result.crop is not None else None,
             "dropped": self.dropped,
             "provider": self.provider,
-            "people": result.people,
-            **result.scene,
+            # The same frame fields (and people) as a line of a recording: one schema (posecast/records.py).
+            **records.frame_fields((bgr.shape[1], bgr.shape[0]), result.crop, result.people,
+                                   result.scene),
         }
-        return json.dumps(message, separators=(",", ":"))
+        return records.dumps(message)
 
     async def close(self) -> None:
         if self._closed:

@@ -20,84 +20,12 @@ import numpy as np
 import pytest
 import websockets
 
-from posecast import paths
 from posecast.skeleton import skeleton_info
-from server.app import PoseServer, ServerOptions
-from server.client import PoseClient, TaggedVideoTrack, clip_frames, drawn_frames
+from server.app import PoseServer
+from server.client import PoseClient, TaggedVideoTrack, drawn_frames
 from server.outbox import Outbox
-from posecast.pipeline import FrameResult
-
-CLIP = paths.shared_dir() / "media" / "clips" / "dance_facing_camera.mp4"
-
-
-class SleepingProcessor:
-    """Takes `delay` seconds per frame (a stand-in for a model of that speed) and finds one fixed person."""
-
-    def __init__(self, delay: float) -> None:
-        self.delay = delay
-        self.calls = 0
-        self.fov: float | None = None
-
-    def set_fov(self, fov_deg: float) -> None:
-        self.fov = fov_deg
-
-    def __call__(self, frame_bgr: np.ndarray, t: float) -> FrameResult:
-        self.calls += 1
-        time.sleep(self.delay)
-        h, w = frame_bgr.shape[:2]
-        person = {"id": 1, "main": True, "score": 0.9, "joints3d": [[0.0, 0.0, 0.0]] * 17,
-                  "keypoints": [[w / 2, h / 2]] * 17, "confidence": [1.0] * 17, "coco18": [[w / 2, h / 2, 1.0]] * 18}
-        return FrameResult(people=[person], crop=(0, 0, w, h), timings={"detect": self.delay * 1e3})
-
-
-class SleepingEstimator:
-    provider = "CPU"
-    models = {"detector": {"file": "test-double"}, "lifter": {"file": "test-double"}}
-    smoothing = False
-
-    def __init__(self, delay: float = 0.0) -> None:
-        self.delay = delay
-        self.streams: list[SleepingProcessor] = []
-
-    def new_stream(self) -> SleepingProcessor:
-        self.streams.append(SleepingProcessor(self.delay))
-        return self.streams[-1]
-
-
-@pytest.fixture
-async def serve(tmp_path):
-    """serve(estimator, **options) -> a running PoseServer on a free port; stopped after the test."""
-    servers: list[PoseServer] = []
-
-    async def start(estimator, **options) -> PoseServer:
-        server = PoseServer(ServerOptions(port=0, **options), estimator)
-        await server.start()
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        await server.stop()
-
-
-def ws_url(server: PoseServer) -> str:
-    return f"ws://127.0.0.1:{server.port}/ws"
-
-
-def footage() -> Iterator[np.ndarray]:
-    """Real footage when ../shared is there, else drawn frames (the transport does not care)."""
-    return clip_frames(CLIP) if CLIP.is_file() else drawn_frames()
-
-
-async def stream(server: PoseServer, seconds: float, frames: Iterator[np.ndarray] | None = None,
-                 fps: float = 30.0) -> PoseClient:
-    client = PoseClient(ws_url(server))
-    hello = await client.connect()
-    assert hello["type"] == "hello"
-    await client.start_video(TaggedVideoTrack(frames or footage(), fps))
-    await client.wait_for_poses(1, timeout=15)
-    await asyncio.sleep(seconds)
-    return client
+from server.stress import FakeEstimator
+from server_fixtures import serve, session_of, stream, ws_url  # noqa: F401 (serve is a fixture)
 
 
 def peer_of(server: PoseServer):
@@ -106,7 +34,7 @@ def peer_of(server: PoseServer):
 
 
 async def test_hello_describes_skeleton_models_and_limits(serve):
-    server = await serve(SleepingEstimator(), max_peers=3)
+    server = await serve(FakeEstimator(), max_peers=3)
     async with websockets.connect(ws_url(server)) as ws:
         hello = json.loads(await ws.recv())
     assert hello["type"] == "hello" and hello["version"] == 2
@@ -114,12 +42,13 @@ async def test_hello_describes_skeleton_models_and_limits(serve):
     assert hello["provider"] == "CPU"
     assert hello["models"]["detector"]["file"] == "test-double"
     assert hello["limits"]["max_peers"] == 3
+    assert hello["limits"]["max_unread_replies"] > 0 and hello["limits"]["max_unread_bytes"] > 0
     assert hello["frametag"] == {"bits": 16, "cells": 18, "cells_per_width": 40}
     assert hello["smoothing"] is False
 
 
 async def test_every_frame_gets_a_pose_message_with_its_latency(serve):
-    server = await serve(SleepingEstimator(0.005))
+    server = await serve(FakeEstimator(0.005))
     client = await stream(server, 2.0)
     peer = peer_of(server)
     session = next(iter(server.sessions))
@@ -146,7 +75,7 @@ async def test_every_frame_gets_a_pose_message_with_its_latency(serve):
 async def test_latency_does_not_grow_when_inference_is_slower_than_the_camera(serve):
     # 80 ms per frame against 30 fps: 60% of the frames cannot be processed. Queued, latency
     # would grow by ~1.4 s per second; with the latest-frame slot it stays flat.
-    server = await serve(SleepingEstimator(0.08))
+    server = await serve(FakeEstimator(0.08))
     client = await stream(server, 4.0)
     peer = peer_of(server)
     await client.close()
@@ -161,14 +90,14 @@ async def test_latency_does_not_grow_when_inference_is_slower_than_the_camera(se
 
 
 async def test_two_clients_at_once_and_one_vanishing(serve):
-    estimator = SleepingEstimator(0.005)
+    estimator = FakeEstimator(0.005)
     server = await serve(estimator)
     a, b = await asyncio.gather(stream(server, 1.0), stream(server, 1.0))
     assert len(server.sessions) == 2
     assert len(a.poses) > 10 and len(b.poses) > 10
     # Each client gets its own frames back, tagged with its own ids.
     assert all(p.latency_ms is not None and p.latency_ms < 1000 for p in a.poses + b.poses)
-    peer_a = next(s.peer for s in server.sessions if s.ws.remote_address[1] == a.ws.local_address[1])
+    peer_a = session_of(server, a).peer
     # a disappears without a goodbye: TCP connection cut, WebRTC peer left to time out.
     a.ws.transport.abort()
     a.track.stop()
@@ -192,7 +121,7 @@ async def test_frame_size_changing_mid_stream_including_odd_sizes(serve):
             for _ in range(20):
                 yield next(frames)
 
-    server = await serve(SleepingEstimator(0.0))
+    server = await serve(FakeEstimator(0.0))
     client = PoseClient(ws_url(server))
     await client.connect()
     await client.start_video(TaggedVideoTrack(sizes(), 30))
@@ -207,7 +136,7 @@ async def test_frame_size_changing_mid_stream_including_odd_sizes(serve):
 
 
 async def test_malformed_messages_get_errors_and_the_connection_stays_usable(serve):
-    server = await serve(SleepingEstimator(), max_message_bytes=4096, max_sdp_bytes=2048)
+    server = await serve(FakeEstimator(), max_message_bytes=4096, max_sdp_bytes=2048)
     client = PoseClient(ws_url(server))
     await client.connect()
     cases = [
@@ -219,6 +148,8 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_usable(ser
         (json.dumps({"type": "offer", "sdp": "v=0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"}), "bad_offer"),
         (json.dumps({"type": "offer", "sdp": "m=video " + "x" * 3000}), "too_large"),
         (json.dumps({"type": "ping", "pad": "x" * 5000}), "too_large"),
+        ("[" * 1500 + "]" * 1500, "bad_json"),  # deeper than Python's json parser goes
+        (json.dumps({"type": "x" * 3000}), "bad_message"),
         (b"\x00\x01", "bad_message"),
         (json.dumps({"type": "camera", "fov": "wide"}), "bad_message"),
         (json.dumps({"type": "camera", "fov": 500}), "bad_message"),
@@ -227,10 +158,11 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_usable(ser
         await client.send(message)
         reply = await client.next_message()
         assert reply["type"] == "error" and reply["code"] == code, (message[:40], reply)
-        assert reply["message"]
-    await client.send({"type": "ping", "t": 123})
-    pong = await client.next_message()
-    assert pong["type"] == "pong" and pong["t"] == 123
+        assert 0 < len(reply["message"]) < 300, "errors say what is wrong without echoing the input"
+    for t, echoed in ((123, 123), (1.5, 1.5), ("x" * 2000, None), ({"a": 1}, None), (True, None), (1e300, None)):
+        await client.send({"type": "ping", "t": t})
+        pong = await client.next_message()
+        assert pong["type"] == "pong" and pong["t"] == echoed, "pong echoes only a number for t"
     # Still able to stream after all that.
     await client.start_video(TaggedVideoTrack(drawn_frames(), 30))
     await client.wait_for_poses(5, timeout=15)
@@ -239,7 +171,7 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_usable(ser
 
 
 async def test_the_pages_field_of_view_reaches_its_stream(serve):
-    estimator = SleepingEstimator()
+    estimator = FakeEstimator()
     server = await serve(estimator)
     client = PoseClient(ws_url(server))
     await client.connect()
@@ -259,7 +191,7 @@ async def test_the_pages_field_of_view_reaches_its_stream(serve):
 
 
 async def test_max_peers_refuses_with_a_clear_error(serve):
-    server = await serve(SleepingEstimator(), max_peers=1)
+    server = await serve(FakeEstimator(), max_peers=1)
     async with websockets.connect(ws_url(server)) as first:
         assert json.loads(await first.recv())["type"] == "hello"
         async with websockets.connect(ws_url(server)) as second:
@@ -293,7 +225,7 @@ async def test_static_files_local_three_and_healthz(serve, tmp_path: Path):
     (web / "main.js").write_text("export const x = 1;")
     (web / "node_modules" / "three" / "build" / "three.module.js").write_text("export const REVISION = '187';")
     (tmp_path / "secret.txt").write_text("not for the web")
-    server = await serve(SleepingEstimator(), web_root=web)
+    server = await serve(FakeEstimator(), web_root=web)
     base = f"http://127.0.0.1:{server.port}"
 
     async def get(path: str) -> tuple[int, str, bytes]:
@@ -358,7 +290,7 @@ async def test_streams_on_a_machine_with_only_the_loopback_interface(serve, monk
 
     loopback_only = [ifaddr.Adapter("lo", "lo", [ifaddr.IP("127.0.0.1", 8, "lo"), ifaddr.IP(("::1", 0, 0), 128, "lo")])]
     monkeypatch.setattr(aioice.ice.ifaddr, "get_adapters", lambda: loopback_only)
-    server = await serve(SleepingEstimator(0.0))
+    server = await serve(FakeEstimator(0.0))
     client = await stream(server, 0.5, drawn_frames())
     await client.close()
     assert "127.0.0.1" in client.pc.localDescription.sdp

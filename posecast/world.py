@@ -115,7 +115,10 @@ class World:
         history = track.legs if track is not None else deque()
         if legs:
             history.append(float(np.mean(legs)))
-        return self.options.leg_mm / float(np.median(history)) if history else 1.0
+        if not history:
+            return 1.0
+        # A lifted leg is a human's within a factor of two; beyond that the lifter failed, not the person grew.
+        return float(np.clip(self.options.leg_mm / max(float(np.median(history)), 1e-3), 0.5, 2.0))
 
     def _track(self, track_id: int, t: float) -> _Track:
         track = self._tracks.get(track_id)

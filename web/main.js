@@ -151,9 +151,7 @@ function setupFov() {
 function setupSceneToggle() {
   const button = $("scene-toggle");
   const set = (scene) => {
-    button.setAttribute("aria-pressed", String(!scene));
-    button.textContent = scene ? "Pinned view" : "Scene view";
-    button.title = scene ? "Show the main person alone, pinned at the centre" : "Show everyone where they are in the room";
+    button.setAttribute("aria-pressed", String(!scene)); // like the pipeline toggle: pressed = pinned view on
     view?.setMode(scene ? "scene" : "pinned");
     document.body.dataset.view = scene ? "scene" : "pinned";
   };

@@ -20,7 +20,8 @@ import numpy as np
 
 from posecast import paths
 from posecast.floor import FEET
-from posecast.lifter import Lifter
+from posecast.history import KeypointHistory
+from posecast.lifter import Lifter, TemporalLifter
 from posecast.skeleton import coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
 from posecast.world import World, WorldOptions
@@ -36,6 +37,8 @@ VARIANTS = ("per frame", "filtered", "+ foot lock")  # solve alone; filtered ove
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     data = paths.shared_dir() / "data"
     parser.add_argument("--model", type=Path, default=paths.LIFTER_ONNX, help="per-frame lifter")
+    parser.add_argument("--temporal", type=Path, default=paths.LIFTER_TEMPORAL_ONNX,
+                        help="temporal lifter, measured beside the per-frame one when the file exists")
     parser.add_argument("--bandai", type=Path, default=data / "bandai-motion-bvh.tar.xz")
     parser.add_argument("--climb", type=Path, default=data / "holosoma-climb")
     parser.add_argument("--clips", type=int, default=40, help="Bandai held-out clips to use (spread over actions)")
@@ -55,7 +58,11 @@ def run(args: argparse.Namespace) -> int:
     from training.cameras import CameraRanges, random_cameras
     from training.rigs import L
 
-    lifter = Lifter(args.model, device="cpu", threads=args.threads)
+    lifters = {"frame": Lifter(args.model, device="cpu", threads=args.threads)}
+    if args.temporal.is_file():
+        lifters["temporal"] = TemporalLifter(args.temporal, device="cpu", threads=args.threads)
+    else:
+        print(f"(no temporal lifter at {args.temporal}: the per-frame lifter only)")
     sets = {"climb": _climb(args.climb), "bandai": _bandai(args.bandai, args.clips)}
     ranges = CameraRanges(distance_mm=(2500.0, 5000.0), offset=0.15)  # the lifter evaluation's cameras
     rows, by_pitch = [], {}
@@ -83,25 +90,27 @@ def run(args: argparse.Namespace) -> int:
                 truth, _ = coco18_to_h36m17(cam, np.ones(cam.shape[:2], np.float32))
                 heights = lm[:, [L["r_ankle"], L["l_ankle"]], 1]  # world Y up, FEET order
                 low = heights < np.percentile(heights, 5) + LOW_MM  # at the clip's floor level (not on a box)
-                joints = _smoothed(lifter(kp, cf), cf, times)
                 width, height = (int(v) for v in cams.size[0])
-                for factor in FOCAL_FACTORS:
-                    fov = math.degrees(2 * math.atan(0.5 * width / (factor * cams.focal[0])))
-                    for variant in VARIANTS:
-                        placed = _place(variant, fov, kp, cf, joints, (width, height), times)
-                        _score(acc.setdefault((factor, variant), _Acc()), *placed, truth, low, times)
-                        if factor == 1.0 and variant == VARIANTS[-1]:
-                            key = (set_name, condition, _pitch_bin(pitch))
-                            _score(by_pitch.setdefault(key, _Acc()), *placed, truth, low, times)
-            for (factor, variant), a in acc.items():
-                rows.append({"set": set_name, "condition": condition, "focal": factor, "variant": variant,
-                             **a.summary(), "clips": len(clips)})
+                for name, lifter in lifters.items():
+                    joints = _smoothed(_lift(lifter, kp, cf, times), cf, times)
+                    for factor in FOCAL_FACTORS:
+                        fov = math.degrees(2 * math.atan(0.5 * width / (factor * cams.focal[0])))
+                        for variant in VARIANTS:
+                            placed = _place(variant, fov, kp, cf, joints, (width, height), times)
+                            _score(acc.setdefault((name, factor, variant), _Acc()), *placed, truth, low, times)
+                            if factor == 1.0 and variant == VARIANTS[-1]:
+                                key = (set_name, condition, name, _pitch_bin(pitch))
+                                _score(by_pitch.setdefault(key, _Acc()), *placed, truth, low, times)
+            for (name, factor, variant), a in acc.items():
+                rows.append({"set": set_name, "condition": condition, "lifter": name, "focal": factor,
+                             "variant": variant, **a.summary(), "clips": len(clips)})
     print(format_table(rows))
     print("\nBy the camera's pitch (looking down > 0), true focal, the page's root:")
-    print(f"{'set':7} {'2D':7} {'pitch':>9} {'% dist':>7} {'depth bias %':>12} {'frames':>7}")
-    for (set_name, condition, pitch_bin), a in sorted(by_pitch.items()):
+    print(f"{'set':7} {'2D':7} {'lifter':8} {'pitch':>9} {'% dist':>7} {'depth bias %':>12} {'frames':>7}")
+    for (set_name, condition, name, pitch_bin), a in sorted(by_pitch.items()):
         r = a.summary()
-        print(f"{set_name:7} {condition:7} {pitch_bin:>9} {r['pct']:7.1f} {r['depth_bias_pct']:12.1f} {a.placed:7d}")
+        print(f"{set_name:7} {condition:7} {name:8} {pitch_bin:>9} {r['pct']:7.1f} {r['depth_bias_pct']:12.1f} "
+              f"{a.placed:7d}")
     return 0
 
 
@@ -155,6 +164,15 @@ def _resample(x: np.ndarray, fps: float, times: np.ndarray) -> np.ndarray:
     i = np.minimum(np.floor(f).astype(int), len(x) - 2)
     w = (f - i)[:, None, None]
     return (1 - w) * x[i] + w * x[i + 1]
+
+
+def _lift(lifter: Lifter | TemporalLifter, kp: np.ndarray, cf: np.ndarray, times: np.ndarray) -> np.ndarray:
+    """The lifter's answer for every frame; the temporal one gets each frame's window, as the pipeline builds it."""
+    if isinstance(lifter, Lifter):
+        return lifter(kp, cf)
+    history = KeypointHistory(lifter.window)
+    windows = [history([1], kp[k:k + 1], cf[k:k + 1], float(t)) for k, t in enumerate(times)]
+    return lifter(np.concatenate([w[0] for w in windows]), np.concatenate([w[1] for w in windows]))
 
 
 def _smoothed(joints: np.ndarray, cf: np.ndarray, times: np.ndarray) -> np.ndarray:
@@ -228,11 +246,11 @@ def _score(acc: _Acc, roots: np.ndarray, joints: np.ndarray, contact: np.ndarray
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'set':7} {'2D':7} {'focal':>6} {'root':12} {'error mm':>9} {'% dist':>7} {'median %':>8} "
+    head = (f"{'set':7} {'2D':7} {'lifter':8} {'focal':>6} {'root':12} {'error mm':>9} {'% dist':>7} {'median %':>8} "
             f"{'depth bias %':>12} {'lateral mm':>10} {'foot slide mm/s':>15} {'contact P/R %':>13} {'placed':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['set']:7} {r['condition']:7} {r['focal']:6.2f} {r['variant']:12} {r['mm']:9.0f} "
+        lines.append(f"{r['set']:7} {r['condition']:7} {r['lifter']:8} {r['focal']:6.2f} {r['variant']:12} {r['mm']:9.0f} "
                      f"{r['pct']:7.1f} {r['pct_median']:8.1f} {r['depth_bias_pct']:12.1f} {r['lateral_mm']:10.0f} "
                      f"{r['slide_mm_s']:15.0f} {100 * r['contact_precision']:6.0f}/{100 * r['contact_recall']:<6.0f} "
                      f"{100 * r['placed']:6.0f}%")

@@ -216,7 +216,8 @@ class _Acc:
                 "depth_bias_pct": float(np.concatenate(self.depth_pct).mean()),
                 "lateral_mm": float(np.concatenate(self.lateral).mean()),
                 "slide_mm_s": float(slide.mean()) if len(slide) else float("nan"),
-                "contact_precision": self.hits / max(1, self.claimed), "contact_recall": self.hits / max(1, self.planted),
+                "contact_precision": self.hits / max(1, self.claimed),
+                "contact_recall": self.hits / max(1, self.planted),
                 "placed": self.placed / max(1, self.frames)}
 
 
@@ -250,7 +251,8 @@ def format_table(rows: list[dict]) -> str:
             f"{'depth bias %':>12} {'lateral mm':>10} {'foot slide mm/s':>15} {'contact P/R %':>13} {'placed':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
-        lines.append(f"{r['set']:7} {r['condition']:7} {r['lifter']:8} {r['focal']:6.2f} {r['variant']:12} {r['mm']:9.0f} "
+        lines.append(f"{r['set']:7} {r['condition']:7} {r['lifter']:8} {r['focal']:6.2f} {r['variant']:12} "
+                     f"{r['mm']:9.0f} "
                      f"{r['pct']:7.1f} {r['pct_median']:8.1f} {r['depth_bias_pct']:12.1f} {r['lateral_mm']:10.0f} "
                      f"{r['slide_mm_s']:15.0f} {100 * r['contact_precision']:6.0f}/{100 * r['contact_recall']:<6.0f} "
                      f"{100 * r['placed']:6.0f}%")

@@ -166,7 +166,8 @@ def test_walking_person_is_followed_and_a_raised_foot_is_not_in_contact():
 def test_people_are_given_an_adults_size_whatever_size_the_lifter_guessed():
     """The lifter cannot know a person's size (its 2D input is normalised): a 10 % too big guess would place
     them 10 % too far; scaled to an adult's legs, they are where they are."""
-    leg = sum(np.linalg.norm(STANDING[a] - STANDING[b]) for a, b in ((H["r_hip"], H["r_knee"]), (H["r_knee"], H["r_ankle"])))
+    thigh, shin = (H["r_hip"], H["r_knee"]), (H["r_knee"], H["r_ankle"])
+    leg = sum(np.linalg.norm(STANDING[a] - STANDING[b]) for a, b in (thigh, shin))
     assert leg == pytest.approx(ADULT_LEG_MM, abs=3)
     root = np.array([200.0, 300.0, 4000.0])
     kp, cf = seen(STANDING, root)

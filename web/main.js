@@ -58,7 +58,9 @@ function session() {
     hello(msg) {
       hadHello = true;
       failures = 0;
-      if (msg.version !== PROTOCOL) console.warn(`posecast: server speaks protocol ${msg.version}, this page ${PROTOCOL}`);
+      if (msg.version !== PROTOCOL) {
+        console.warn(`posecast: server speaks protocol ${msg.version}, this page ${PROTOCOL}`);
+      }
       sendFov();
       skeleton = msg.skeleton;
       source.layout = msg.frametag;
@@ -112,8 +114,9 @@ function render(now, last) {
   // The 2D drawings change only with the pose (or the view): redrawing them every frame costs compositing.
   const pipeline = document.body.classList.contains("pipeline");
   if (pose !== drawn.pose || pipeline !== drawn.pipeline) {
-    if (!pipeline) drawOverlay($("overlay"), video, pose, skeleton, (pose?.tagged && source?.frame(pose.frame)) || null);
-    else drawPipeline(panels, (pose?.tagged && source?.frame(pose.frame)) || video, pose, skeleton);
+    const frame = (pose?.tagged && source?.frame(pose.frame)) || null; // the sent frame the pose came from
+    if (!pipeline) drawOverlay($("overlay"), video, pose, skeleton, frame);
+    else drawPipeline(panels, frame || video, pose, skeleton);
     Object.assign(drawn, { pose, pipeline });
   }
   requestAnimationFrame((t) => render(t, now));

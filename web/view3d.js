@@ -75,7 +75,9 @@ class Figure {
   constructor(layout, group, geometry) {
     this.group = new THREE.Group();
     group.add(this.group);
-    const material = (side) => new THREE.MeshStandardMaterial({ color: SIDE_COLOURS[side], roughness: 0.5, transparent: true });
+    const material = (side) => new THREE.MeshStandardMaterial({
+      color: SIDE_COLOURS[side], roughness: 0.5, transparent: true,
+    });
     this.joints = layout.joints.map((name, i) => {
       const mesh = new THREE.Mesh(geometry.sphere, material(layout.sides[i]));
       mesh.name = name;
@@ -91,7 +93,8 @@ class Figure {
     });
     this.feet = { right: layout.joints.indexOf("r_ankle"), left: layout.joints.indexOf("l_ankle") };
     this.marks = Object.fromEntries(Object.keys(this.feet).map((side) => {
-      const mesh = new THREE.Mesh(geometry.disc, new THREE.MeshBasicMaterial({ color: 0xfacc15, transparent: true, opacity: 0.8 }));
+      const paint = new THREE.MeshBasicMaterial({ color: 0xfacc15, transparent: true, opacity: 0.8 });
+      const mesh = new THREE.Mesh(geometry.disc, paint);
       mesh.rotation.x = -Math.PI / 2;
       mesh.visible = false;
       this.group.add(mesh);
@@ -178,7 +181,8 @@ class Figure {
 class Webcam {
   constructor(scene) {
     this.lines = new THREE.LineSegments(new THREE.BufferGeometry(), new THREE.LineBasicMaterial({ color: 0xe5e7eb }));
-    this.body = new THREE.Mesh(new THREE.BoxGeometry(0.12, 0.07, 0.05), new THREE.MeshStandardMaterial({ color: 0x475569 }));
+    this.body = new THREE.Mesh(new THREE.BoxGeometry(0.12, 0.07, 0.05),
+      new THREE.MeshStandardMaterial({ color: 0x475569 }));
     this.lines.frustumCulled = false; // its points change: a bounding sphere computed once would go stale
     scene.add(this.lines, this.body);
     this.position = new THREE.Vector3();
@@ -278,7 +282,8 @@ export class View3D {
     this.scene.add(this.people);
     this.webcam = new Webcam(this.scene);
     this.trail = new Trail(this.scene);
-    this.focus = new THREE.Vector3(0, FOCUS_HEIGHT, -1.5); // where the scene view looks: between the webcam and the main person
+    // Where the scene view looks: between the webcam and the main person.
+    this.focus = new THREE.Vector3(0, FOCUS_HEIGHT, -1.5);
     this.focusTarget = this.focus.clone();
 
     this.camera = new THREE.PerspectiveCamera(40, 1, 0.05, 80);
@@ -294,7 +299,9 @@ export class View3D {
     this.renderer.setPixelRatio(window.devicePixelRatio);
     this.software = isSoftware(this.renderer.getContext());
     this.minFrameMs = this.software ? 1000 / SOFTWARE_FPS : 0;
-    if (this.software) console.info(`posecast: software WebGL, the 3D view redraws at most ${SOFTWARE_FPS} times a second`);
+    if (this.software) {
+      console.info(`posecast: software WebGL, the 3D view redraws at most ${SOFTWARE_FPS} times a second`);
+    }
     container.appendChild(this.renderer.domElement);
     this.controls = new OrbitControls(this.camera, this.renderer.domElement);
     this.controls.enableDamping = true;

@@ -7,4 +7,5 @@ entry("python -m benchmarks", "Measure speed and accuracy; prints figures, asser
     "detector": ("benchmarks.detector", "detector network and decoding time at several input sizes"),
     "latency": ("benchmarks.latency", "end-to-end WebRTC -> pose latency against the transport's own floor"),
     "soak": ("benchmarks.soak", "hostile and vanishing clients for longer, the server's memory, fds and threads over time"),
+    "root": ("benchmarks.root", "position in the room: root error (true and +-15 % focal), foot slide"),
 })

@@ -1,4 +1,5 @@
-"""Frame -> people: the 2D detector, the COCO-18 -> H36M-17 conversion, the lifter and smoothing.
+"""Frame -> people: the 2D detector, the COCO-18 -> H36M-17 conversion, the lifter, smoothing and placing
+people in the room (posecast/world.py: root position, floor, foot contact).
 
 The one pipeline every front end runs (the live server, `posecast process`), in one of three running modes, as
 in MediaPipe Tasks: LIVE_STREAM and VIDEO track people across frames and smooth them over time; IMAGE treats every
@@ -14,18 +15,20 @@ import time
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import numpy as np
 import onnxruntime as ort
 
 from posecast import paths
 from posecast.detector import Detector, DetectorOptions
-from posecast.lifter import Lifter
+from posecast.history import KeypointHistory
+from posecast.lifter import Lifter, TemporalLifter
 from posecast.records import person_record
 from posecast.runtime import Device, create_session, provider_name
 from posecast.skeleton import coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
+from posecast.world import World, WorldOptions
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ class FrameProcessor(Protocol):
         """frame_bgr HxWx3 uint8, t the frame's time in seconds (for smoothing)."""
         ...
 
+    def set_fov(self, fov_deg: float) -> None:
+        """The camera's horizontal field of view in degrees (ValueError outside posecast.root.FOV_RANGE_DEG)."""
+        ...
+
 
 class Estimator(Protocol):
     """Models loaded once and shared by all streams."""
@@ -72,6 +79,10 @@ class PipelineOptions:
     # the latency targets with one thread (docs/server.md); pass 256+ where cores or a GPU allow.
     input_height: int = 224
     smoothing: OneEuroOptions | None = OneEuroOptions()  # None = off
+    # "auto": the temporal lifter where its weights exist (LIVE_STREAM / VIDEO), else the per-frame one.
+    lifter_kind: Literal["auto", "temporal", "frame"] = "auto"
+    temporal_lifter_path: Path = paths.LIFTER_TEMPORAL_ONNX
+    world: WorldOptions = WorldOptions()
     warmup_size: tuple[int, int] = (640, 480)  # a first run at this frame size, before any client
 
 
@@ -102,12 +113,23 @@ class PoseEstimator:
                                       hint="python -m export detector")
         self.provider = provider_name(self.session)
         # The lifter follows the detector: both on CUDA or both on the CPU.
-        self.lifter = Lifter(options.lifter_path, "cuda" if self.provider == "CUDA" else "cpu", threads=threads)
+        lifter_device = "cuda" if self.provider == "CUDA" else "cpu"
+        self.lifter = Lifter(options.lifter_path, lifter_device, threads=threads)
+        self.temporal_lifter = None  # the per-frame lifter stays loaded: IMAGE mode and the fallback
+        if options.lifter_kind == "temporal" or (options.lifter_kind == "auto"
+                                                 and options.temporal_lifter_path.is_file()):
+            self.temporal_lifter = TemporalLifter(options.temporal_lifter_path, lifter_device, threads=threads)
         self._detector_options = DetectorOptions(model_path=options.detector_path, input_height=options.input_height,
                                                  device=options.device, threads=threads)
         self.models = {"detector": {**model_summary(self.session, options.detector_path),
                                     "input_height": options.input_height},
                        "lifter": model_summary(self.lifter.session, options.lifter_path)}
+        if self.temporal_lifter is not None:
+            self.models["lifter_temporal"] = {**model_summary(self.temporal_lifter.session,
+                                                              options.temporal_lifter_path),
+                                              "window": self.temporal_lifter.window}
+        log.info("lifter: %s", "temporal (%d frames) in live/video modes" % self.temporal_lifter.window
+                 if self.temporal_lifter is not None else "per frame")
         self._warm_up()
 
     def _warm_up(self) -> None:
@@ -116,6 +138,9 @@ class PoseEstimator:
         t0 = time.perf_counter()
         self.new_stream()(np.zeros((h, w, 3), np.uint8), 0.0)
         self.lifter(np.zeros((1, 17, 2), np.float32), np.ones((1, 17), np.float32))
+        if self.temporal_lifter is not None:
+            t = self.temporal_lifter.window
+            self.temporal_lifter(np.zeros((1, t, 17, 2), np.float32), np.ones((1, t, 17), np.float32))
         log.info("models ready on %s (warm-up %.0f ms)", self.provider, (time.perf_counter() - t0) * 1e3)
 
     def new_stream(self, mode: RunningMode = RunningMode.LIVE_STREAM) -> PoseStream:
@@ -123,38 +148,58 @@ class PoseEstimator:
         temporal = mode is not RunningMode.IMAGE
         detector_options = replace(self._detector_options, track=temporal)
         smoother = TrackSmoother(self.options.smoothing) if self.options.smoothing and temporal else None
-        return PoseStream(Detector(detector_options, session=self.session), self.lifter, smoother)
+        history = (KeypointHistory(self.temporal_lifter.window)
+                   if temporal and self.temporal_lifter is not None else None)
+        return PoseStream(Detector(detector_options, session=self.session), self.lifter, smoother,
+                          World(self.options.world, temporal=temporal), self.temporal_lifter, history)
 
 
 class PoseStream:
-    """The per-stream part: the detector's person tracking and the smoothing filters."""
+    """The per-stream part: the detector's person tracking, keypoint history, smoothing filters and the room."""
 
-    def __init__(self, detector: Detector, lifter: Lifter, smoother: TrackSmoother | None) -> None:
+    def __init__(self, detector: Detector, lifter: Lifter, smoother: TrackSmoother | None, world: World,
+                 temporal_lifter: TemporalLifter | None = None, history: KeypointHistory | None = None) -> None:
         self.detector = detector
         self.lifter = lifter
         self.smoother = smoother
+        self.world = world
+        self.temporal_lifter = temporal_lifter if history is not None else None
+        self.history = history
+
+    def set_fov(self, fov_deg: float) -> None:
+        self.world.set_fov(fov_deg)
 
     def __call__(self, frame_bgr: np.ndarray, t: float) -> FrameResult:
         t0 = time.perf_counter()
         detection = self.detector(frame_bgr)
         t1 = time.perf_counter()
         people = detection.people
-        if people:
-            kp18 = np.stack([p.keypoints for p in people]).astype(np.float32)
-            cf18 = np.stack([p.confidence for p in people]).astype(np.float32)
-            kp17, cf17 = coco18_to_h36m17(kp18, cf18)
+        ids = [int(p.id) for p in people]
+        kp18 = np.stack([p.keypoints for p in people]).astype(np.float32) if people else np.zeros((0, 18, 2))
+        cf18 = np.stack([p.confidence for p in people]).astype(np.float32) if people else np.zeros((0, 18))
+        kp17, cf17 = coco18_to_h36m17(kp18, cf18)
+        if self.history is not None:
+            windows = self.history(ids, kp17, cf17, t)  # every frame, also with nobody in it: time goes on
+            joints3d = self.temporal_lifter(*windows) if people else np.zeros((0, 17, 3), np.float32)
+        else:
             joints3d = self.lifter(kp17, cf17)
         t2 = time.perf_counter()
-        out = []
-        for i, person in enumerate(people):
+        shown = np.zeros((len(people), 17, 3))
+        for i, track_id in enumerate(ids):
+            valid = cf17[i] > 0
             j3d = joints3d[i]
             if self.smoother is not None:
-                j3d = self.smoother(int(person.id), j3d, cf17[i] > 0, t)
-            out.append(person_record(person.id, person.main, person.score, j3d, kp17[i], cf17[i], kp18[i], cf18[i]))
+                j3d = self.smoother(track_id, j3d, valid, t)
+            shown[i] = np.where(valid[:, None], j3d, 0.0)  # missing joints have no position (person_record too)
+        t3 = time.perf_counter()
+        placed, shown, scene = self.world(ids, kp17, cf17, shown, (frame_bgr.shape[1], frame_bgr.shape[0]), t)
+        out = [person_record(p.id, p.main, p.score, shown[i], kp17[i], cf17[i], kp18[i], cf18[i], **placed[i])
+               for i, p in enumerate(people)]
         if self.smoother is not None:
             self.smoother.forget_stale(t)
-        t3 = time.perf_counter()
-        timings = {"detect": (t1 - t0) * 1e3, "lift": (t2 - t1) * 1e3, "smooth": (t3 - t2) * 1e3}
+        t4 = time.perf_counter()
+        timings = {"detect": (t1 - t0) * 1e3, "lift": (t2 - t1) * 1e3, "smooth": (t3 - t2) * 1e3,
+                   "world": (t4 - t3) * 1e3}
         timings.update({f"detect_{k}": v for k, v in getattr(detection, "timings", {}).items()})
         crop = tuple(float(v) for v in detection.crop) if detection.crop is not None else None
-        return FrameResult(people=out, crop=crop, timings=timings)
+        return FrameResult(people=out, crop=crop, timings=timings, scene=scene)

@@ -6,8 +6,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from posecast.pipeline import PipelineOptions, PoseEstimator, default_threads
+from posecast.root import check_fov
 from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
 from posecast.smoothing import OneEuroOptions
+from posecast.world import WorldOptions
 
 
 class CannotStart(Exception):
@@ -15,7 +17,7 @@ class CannotStart(Exception):
 
 
 def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
-    """--device, --detector, --lifter, --threads, --input-height and the One-Euro options."""
+    """--device, --detector, --lifter(s), --threads, --input-height, the One-Euro options and --fov."""
     s = OneEuroOptions()
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the models run: auto = CUDA when really active, else the CPU (default auto)")
@@ -23,6 +25,11 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
                    help="2D detector model (default weights/openpose.onnx)")
     p.add_argument("--lifter", type=Path, default=PipelineOptions.lifter_path, metavar="ONNX",
                    help="2D-to-3D lifter model (default weights/lifter.onnx)")
+    p.add_argument("--temporal-lifter", type=Path, default=PipelineOptions.temporal_lifter_path, metavar="ONNX",
+                   help="causal temporal lifter (default weights/lifter_temporal.onnx)")
+    p.add_argument("--lifter-kind", choices=("auto", "temporal", "frame"), default=PipelineOptions.lifter_kind,
+                   help="auto = the temporal lifter for videos and the live stream when its file exists, else the "
+                        "per-frame one (default auto)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: half the cores)")
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height,
                    help="detector input height in pixels: smaller is faster, larger finds smaller people "
@@ -34,12 +41,17 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"One-Euro speed coefficient per mm/s: higher = less lag when moving (default {s.beta})")
     p.add_argument("--d-cutoff", type=float, default=s.d_cutoff,
                    help=f"One-Euro cutoff of the speed estimate, Hz (default {s.d_cutoff})")
+    p.add_argument("--fov", type=float, default=WorldOptions.fov_deg, metavar="DEGREES",
+                   help="the camera's horizontal field of view, for placing people in the room (default "
+                        f"{WorldOptions.fov_deg:g}, a typical webcam; the page can change it)")
 
 
 def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
     smoothing = OneEuroOptions(args.min_cutoff, args.beta, args.d_cutoff) if args.smoothing else None
     return PipelineOptions(detector_path=args.detector, lifter_path=args.lifter, device=args.device,
-                           threads=args.threads, input_height=args.input_height, smoothing=smoothing)
+                           threads=args.threads, input_height=args.input_height, smoothing=smoothing,
+                           lifter_kind=args.lifter_kind, temporal_lifter_path=args.temporal_lifter,
+                           world=WorldOptions(fov_deg=check_fov(args.fov)))
 
 
 def open_estimator(args: argparse.Namespace) -> PoseEstimator:
@@ -55,4 +67,6 @@ def describe(options: PipelineOptions) -> dict:
     return {"device": options.device, "threads": options.threads or default_threads(),
             "input_height": options.input_height,
             "smoothing": asdict(options.smoothing) if options.smoothing is not None else None,
-            "detector": Path(options.detector_path).name, "lifter": Path(options.lifter_path).name}
+            "detector": Path(options.detector_path).name, "lifter": Path(options.lifter_path).name,
+            "lifter_kind": options.lifter_kind, "temporal_lifter": Path(options.temporal_lifter_path).name,
+            "fov": options.world.fov_deg}

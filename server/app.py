@@ -29,13 +29,14 @@ from .peer import Peer, now_ms
 from posecast.pipeline import Estimator, PipelineOptions, RunningMode
 from posecast.pipeline_args import describe
 from posecast.records import header_record
+from posecast.root import FOV_RANGE_DEG, check_fov
 from .recording import MIME, Recorder, RecordingLimits, RecordingRefused, RecordingStore
 from .static import (ALLOWED_METHODS, StaticFiles, json_response, method_not_allowed, response, text_response,
                      without_body)
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 RECORDINGS = "/recordings/"
 TOO_MANY_PEERS = 1013  # "try again later"
 
@@ -198,6 +199,7 @@ class Session:
         self.outbox = Outbox(ws, server.options.max_unread_replies, server.options.max_unread_bytes)
         self.peer: Peer | None = None
         self.recorder = Recorder(server.recordings, self.outbox, server.recording_header)
+        self.fov: float | None = None  # the page's field of view, once it sent one
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.outbox.run())
@@ -240,9 +242,20 @@ class Session:
             await self._on_offer(data.get("sdp"))
         elif kind == "record":
             self._on_record(data.get("action"))
+        elif kind == "camera":
+            await self._on_camera(data.get("fov"))
         else:
             raise ClientError("bad_message", f"unknown message type {offers.quote(kind)} (expected 'offer', "
-                                             "'ping' or 'record')")
+                                             "'ping', 'record' or 'camera')")
+
+    async def _on_camera(self, fov: object) -> None:
+        try:
+            self.fov = check_fov(fov)
+        except ValueError:  # the client's value is not echoed back
+            lo, hi = FOV_RANGE_DEG
+            raise ClientError("bad_message", f"camera: 'fov' must be a number of degrees in [{lo:g}, {hi:g}]") from None
+        if self.peer is not None:  # on the inference thread: never while a frame is being placed
+            await self.server.run_blocking(self.peer.processor.set_fov, self.fov)
 
     def _on_record(self, action: object) -> None:
         try:
@@ -268,7 +281,10 @@ class Session:
         if self.peer is not None:  # a new offer starts over
             await self.peer.close()
         server = self.server
-        self.peer = Peer(server.estimator.new_stream(), server.run_blocking, self.outbox.send_pose,
+        processor = server.estimator.new_stream()
+        if self.fov is not None:
+            processor.set_fov(self.fov)
+        self.peer = Peer(processor, server.run_blocking, self.outbox.send_pose,
                          server.estimator.provider, server.options.ice_servers)
         try:
             answer = await asyncio.wait_for(self.peer.answer(sdp), server.options.answer_timeout_s)

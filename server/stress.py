@@ -143,6 +143,10 @@ class CrowdProcessor:
         self.delay = delay
         self.people = people
         self.calls = 0
+        self.fov: float | None = None  # the last field of view set (the page's `camera` message)
+
+    def set_fov(self, fov_deg: float) -> None:
+        self.fov = fov_deg
 
     def __call__(self, frame_bgr: np.ndarray, t: float) -> FrameResult:
         self.calls += 1

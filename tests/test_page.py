@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import shutil
+import subprocess
 import time
 
 import numpy as np
@@ -22,6 +24,8 @@ from posecast import frametag
 log = logging.getLogger(__name__)
 
 CLIP = "media/clips/dance_facing_camera_640x480_30fps.mjpeg"
+WALK_CLIP = "media/clips/outdoor_two_people.mp4"  # a woman walks right to left across the picture at 4.5-6.6 s
+MIN_WALK_M = 1.0  # she walks ~2 m while the detector has her
 MIN_POSE_RATE = 10.0  # pose messages per second
 MIN_MOVE_M = 0.01  # some joint must move more than this between samples
 
@@ -35,6 +39,20 @@ def server(tmp_path_factory) -> RunningServer:
 @pytest.fixture(scope="module")
 def clip():
     return shared_path(CLIP)
+
+
+@pytest.fixture(scope="module")
+def walking_clip(tmp_path_factory):
+    """The outdoor clip as the fake camera wants it: MJPEG, 640x480 (letterboxed), 30 fps."""
+    source = shared_path(WALK_CLIP)
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg not found (apt install ffmpeg) to convert the walking clip")
+    out = tmp_path_factory.mktemp("clips") / "walk_640x480_30fps.mjpeg"
+    scale = "scale=640:480:force_original_aspect_ratio=decrease,pad=640:480:(ow-iw)/2:(oh-ih)/2,fps=30"
+    subprocess.run([ffmpeg, "-loglevel", "error", "-i", str(source), "-vf", scale, "-q:v", "3", "-f", "mjpeg",
+                    str(out)], check=True, timeout=120)
+    return out
 
 
 def wait_state(page, state: str, timeout_s: float = 30) -> None:
@@ -76,11 +94,26 @@ def test_live_pose_stream(clip, server, tmp_path):
         assert all(math.hypot(*p) > 1e-3 for p in shown), "a joint was drawn at the origin"
         assert all(-0.3 < p[1] < 2.5 for p in shown), "joints should stand on the grid, at human height"
 
+        assert page.get_attribute("#overlay", "data-frame").isdigit(), "the keypoints should be on their own frame"
+        scene = page.evaluate("() => posecast.scene()")
+        assert scene["mode"] == "scene" and scene["camera"][1] > 0.3, scene  # the webcam, above the floor
+        dancer = scene["people"][0]["pelvis"]
+        assert 1.0 < math.dist(dancer, scene["camera"]) < 8.0, "the dancer should stand a few metres away"
+
         status = page.inner_text("#status")
         assert re.search(r"\d+\.\d fps", status) and re.search(r"latency \d+ ms", status), status
         assert page.locator("#banner").is_hidden()
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "page_live.png")
+
+        # Back to the pinned view: the dancer alone, at the centre of the grid.
+        page.click("#scene-toggle")
+        page.wait_for_timeout(500)
+        pinned = page.evaluate("() => posecast.scene()")
+        assert pinned["mode"] == "pinned" and math.hypot(pinned["people"][0]["pelvis"][0],
+                                                         pinned["people"][0]["pelvis"][2]) < 0.05, pinned
+        page.screenshot(path=ARTIFACTS / "page_pinned.png")
+        page.click("#scene-toggle")
 
         page.click("#pipeline-toggle")
         page.wait_for_timeout(500)
@@ -88,6 +121,48 @@ def test_live_pose_stream(clip, server, tmp_path):
             box = page.locator(panel).bounding_box()
             assert box and box["width"] > 50 and box["height"] > 50, panel
         page.screenshot(path=ARTIFACTS / "page_pipeline.png")
+
+
+def chain_tracks(snapshots: list[list[list[float]]], reach_m: float = 0.6) -> list[list[list[float]]]:
+    """People's pelvis positions over time, linked by nearness (the detector's ids change when it loses someone
+    for a moment at a low frame rate): each position joins the nearest path within reach_m, else starts one."""
+    paths: list[list[list[float]]] = []
+    for snapshot in snapshots:
+        taken: set[int] = set()
+        for p in snapshot:
+            near = [(math.dist(path[-1], p), i) for i, path in enumerate(paths) if i not in taken]
+            d, i = min(near, default=(math.inf, -1))
+            if d < reach_m:
+                paths[i].append(p)
+                taken.add(i)
+            else:
+                paths.append([p])
+                taken.add(len(paths) - 1)
+    return paths
+
+
+def test_a_person_walking_across_moves_across_the_scene(walking_clip, server, tmp_path):
+    with open_page(server.url, tmp_path, video=walking_clip) as page:
+        wait_state(page, "live", timeout_s=60)
+        snapshots = []
+        started = time.monotonic()
+        while time.monotonic() - started < 12:  # the clip (7.7 s) loops
+            time.sleep(0.2)
+            snapshots.append([p["pelvis"] for p in page.evaluate("() => posecast.scene().people") if p["pelvis"]])
+            if any(np.ptp([p[0] for p in t]) > MIN_WALK_M + 0.5 for t in chain_tracks(snapshots)):
+                break
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "page_scene_walk.png")
+        walker = max(chain_tracks(snapshots), key=lambda t: np.ptp([p[0] for p in t]))
+        xs = [p[0] for p in walker]
+        log.info("%d samples, walker x %.2f .. %.2f m", len(walker), min(xs), max(xs))
+        assert np.ptp(xs) > MIN_WALK_M, f"nobody moved across the scene: x range {np.ptp(xs):.2f} m"
+        assert xs[-1] < xs[0], "she walks to the left of the picture: to the left in the scene (not mirrored)"
+
+        # A wider field of view means a shorter focal length: the same person is nearer.
+        page.fill("#fov", "100")
+        page.dispatch_event("#fov", "change")
+        page.wait_for_function("() => posecast.scene().fov === 100", timeout=10_000)
 
 
 def test_no_person_in_view(server, tmp_path):

@@ -4,7 +4,9 @@
 import { draw as drawTag } from "./frametag.js";
 
 const KEEP_TAGS = 600; // draw times remembered: 20 s at 30 fps, far beyond any useful latency
-const KEPT_FRAMES = 48; // sent frames kept (at half size) for the pipeline view: 1.6 s at 30 fps
+// Sent frames kept (full size, ~1.2 MB each at 640x480) for the overlay and the pipeline view: 1 s at 30 fps,
+// more at the lower rates the page sends at when the server is slow; latency is ~0.1-0.3 s.
+const KEPT_FRAMES = 32;
 
 /** A camera failure, classified for the status line: "camera-denied" | "no-camera" | "camera-error". */
 export class CameraError extends Error {
@@ -58,11 +60,11 @@ export class TaggedSource {
     this.drawTimes = new Map();
     this.maxFps = 30; // frames sent per second at most: see main.js, which follows the server's pace
     this.lastSent = -Infinity;
-    // Recent sent frames at half size, so the pipeline view draws a pose over the very frame it came from.
+    // Recent sent frames, so the overlay and the pipeline view draw a pose on the very frame it came from.
     this.kept = Array.from({ length: KEPT_FRAMES }, () => ({ tag: -1, canvas: null }));
   }
 
-  /** The kept frame with this tag (a half-size canvas), or null. */
+  /** The kept frame with this tag (a canvas), or null. */
   frame(tag) {
     return this.kept.find((slot) => slot.tag === tag)?.canvas ?? null;
   }
@@ -100,8 +102,8 @@ export class TaggedSource {
 
   keep(tag) {
     const slot = this.kept[tag % KEPT_FRAMES];
-    const w = this.canvas.width >> 1;
-    const h = this.canvas.height >> 1;
+    const w = this.canvas.width;
+    const h = this.canvas.height;
     if (!slot.canvas || slot.canvas.width !== w || slot.canvas.height !== h) {
       slot.canvas = Object.assign(document.createElement("canvas"), { width: w, height: h });
     }

@@ -10,6 +10,8 @@ const RETRY_MIN_S = 1;
 const RETRY_MAX_S = 16;
 const STATUS_EVERY_MS = 250;
 const NO_PERSON_AFTER_MS = 500; // a person missed for a moment keeps their last pose: no flicker
+const PROTOCOL = 2; // docs/protocol.md
+const FOV_KEY = "posecast.fov"; // the field of view the user set, kept across reloads
 
 /**
  * Frames per second to send when the server processes `fps`. The server keeps only the latest frame,
@@ -38,6 +40,7 @@ let failures = 0; // sessions in a row that ended before the server said hello
 let busyMessage = null; // the server's too_many_peers message, shown when it closes the session
 let personSeen = -Infinity; // performance.now() of the last pose with a person in it
 let source = null; // the camera's TaggedSource once the camera is open
+let link = null; // the open session's {close, send}
 const drawn = { pose: undefined, pipeline: undefined }; // what the 2D drawings show
 
 function setState(name, details = {}) {
@@ -53,12 +56,15 @@ function setState(name, details = {}) {
 function session() {
   let hadHello = false;
   setState("connecting");
-  const current = connect(serverUrl(), source.track, {
+  link = connect(serverUrl(), source.track, {
     hello(msg) {
-      recorder.attach(current.send, msg.limits);
+      recorder.attach(link.send, msg.limits);
       hadHello = true;
       failures = 0;
-      if (msg.version !== 1) console.warn(`posecast: server speaks protocol ${msg.version}, this page 1`);
+      if (msg.version !== PROTOCOL) {
+        console.warn(`posecast: server speaks protocol ${msg.version}, this page ${PROTOCOL}`);
+      }
+      sendFov();
       skeleton = msg.skeleton;
       source.layout = msg.frametag;
       source.maxFps = sendRate(Infinity);
@@ -75,14 +81,13 @@ function session() {
       recorder.pose();
       source.maxFps = sendRate(stats.snapshot().fps);
       if (msg.tagged) poseDrawTime = source.takeDrawTime(msg.frame) ?? null;
-      const main = msg.people[0];
+      showFov(msg.camera?.fov);
       const now = performance.now();
-      if (main) {
+      view?.setPose(msg, now); // the view keeps a person missed for a moment itself
+      if (msg.people.length) {
         personSeen = now;
-        view?.setPose(main.joints3d, main.confidence);
         setState("live");
       } else if (now - personSeen > NO_PERSON_AFTER_MS) {
-        view?.setPose(null);
         setState("no-person");
       }
     },
@@ -116,11 +121,52 @@ function render(now, last) {
   // The 2D drawings change only with the pose (or the view): redrawing them every frame costs compositing.
   const pipeline = document.body.classList.contains("pipeline");
   if (pose !== drawn.pose || pipeline !== drawn.pipeline) {
-    if (!pipeline) drawOverlay($("overlay"), video, pose, skeleton);
-    else drawPipeline(panels, (pose?.tagged && source?.frame(pose.frame)) || video, pose, skeleton);
+    const frame = (pose?.tagged && source?.frame(pose.frame)) || null; // the sent frame the pose came from
+    if (!pipeline) drawOverlay($("overlay"), video, pose, skeleton, frame);
+    else drawPipeline(panels, frame || video, pose, skeleton);
     Object.assign(drawn, { pose, pipeline });
   }
   requestAnimationFrame((t) => render(t, now));
+}
+
+/** The field of view: the user's (kept in localStorage) is sent after each hello; else the server's is shown. */
+function storedFov() {
+  const v = Number(localStorage.getItem(FOV_KEY));
+  return Number.isFinite(v) && v > 0 ? v : null;
+}
+
+function sendFov() {
+  const fov = storedFov();
+  if (fov) link?.send({ type: "camera", fov });
+}
+
+function showFov(fov) {
+  const input = $("fov");
+  if (fov != null && document.activeElement !== input && input.value !== String(fov)) input.value = String(fov);
+}
+
+function setupFov() {
+  const input = $("fov");
+  input.addEventListener("change", () => {
+    const fov = Number(input.value);
+    if (!input.checkValidity() || !Number.isFinite(fov)) {
+      input.reportValidity();
+      return;
+    }
+    localStorage.setItem(FOV_KEY, String(fov));
+    sendFov();
+  });
+}
+
+function setupSceneToggle() {
+  const button = $("scene-toggle");
+  const set = (scene) => {
+    button.setAttribute("aria-pressed", String(!scene)); // like the pipeline toggle: pressed = pinned view on
+    view?.setMode(scene ? "scene" : "pinned");
+    document.body.dataset.view = scene ? "scene" : "pinned";
+  };
+  button.addEventListener("click", () => set(document.body.dataset.view !== "scene"));
+  set(location.hash !== "#pinned");
 }
 
 function setupPipelineToggle() {
@@ -139,6 +185,7 @@ async function loadView() {
   try {
     const { View3D } = await import("./view3d.js");
     view = new View3D(container);
+    view.setMode(document.body.dataset.view === "pinned" ? "pinned" : "scene");
     if (skeleton) view.setSkeleton(skeleton.h36m17);
   } catch (err) {
     console.error("posecast: 3D view unavailable", err);
@@ -149,6 +196,8 @@ async function loadView() {
 
 async function main() {
   setupPipelineToggle();
+  setupSceneToggle();
+  setupFov();
   loadView();
   requestAnimationFrame((t) => render(t, t));
   setInterval(() => { line.textContent = statusLine(stats.snapshot()); }, STATUS_EVERY_MS);
@@ -172,13 +221,15 @@ async function main() {
   session();
 }
 
-// Read-only hook for tests and the curious: window.posecast.stats, .joints() (world metres, null = hidden),
-// .recording (state, poses counted while recording, downloads).
+// Read-only hook for tests and the curious: window.posecast.stats, .joints() (the main person's displayed joints,
+// metres, null = hidden), .scene() (view mode, the webcam's place, every shown person's pelvis), .recording (state,
+// poses counted while recording, downloads).
 window.posecast = Object.freeze({
   get state() { return state; },
   get stats() { return stats.snapshot(); },
   get recording() { return recorder.snapshot(); },
   joints: () => view?.positions() ?? [],
+  scene: () => view?.describe() ?? null,
 });
 
 main();

@@ -1,4 +1,4 @@
-// 2D drawing: keypoints over the live video, and the first three panels of the paper's
+// 2D drawing: keypoints on the frame they came from, and the first three panels of the paper's
 // pipeline view (input crop, the detector's COCO-18 keypoints, the converted 17 joints).
 const SIDE_CSS = { right: "#3b82f6", left: "#ef4444", centre: "#d1d5db" };
 
@@ -33,8 +33,13 @@ export function drawSkeleton2d(ctx, points, confidence, layout, toCanvas, scale 
   ctx.globalAlpha = 1;
 }
 
-/** Keypoints of every person over the live video; the canvas has the video's pixel size. */
-export function drawOverlay(canvas, video, pose, skeleton) {
+/**
+ * Keypoints of every person, drawn on the very frame they came from: `frame` is the sent frame with the pose's
+ * tag (the page keeps the last few), painted over the live video, so fast arms do not leave their keypoints
+ * behind. Without it (an untagged pose, a frame no longer kept) the keypoints go over the live video.
+ * The canvas has the video's pixel size.
+ */
+export function drawOverlay(canvas, video, pose, skeleton, frame = null) {
   if (video.videoWidth && (canvas.width !== video.videoWidth || canvas.height !== video.videoHeight)) {
     canvas.width = video.videoWidth;
     canvas.height = video.videoHeight;
@@ -42,6 +47,8 @@ export function drawOverlay(canvas, video, pose, skeleton) {
   const ctx = canvas.getContext("2d");
   ctx.clearRect(0, 0, canvas.width, canvas.height);
   if (!pose || !skeleton) return;
+  if (frame) ctx.drawImage(frame, 0, 0, canvas.width, canvas.height);
+  canvas.dataset.frame = frame ? String(pose.frame) : "live"; // which image the keypoints are on (tests)
   const sx = canvas.width / pose.frame_size[0];
   const sy = canvas.height / pose.frame_size[1];
   const toCanvas = ([x, y]) => [x * sx, y * sy];

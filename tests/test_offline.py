@@ -166,9 +166,12 @@ def test_csv_has_a_column_per_joint_coordinate_and_empty_cells_for_missing_joint
     writer.writerow(csv_header())
     writer.writerows(csv_rows(record))
     rows = list(csv.DictReader(io.StringIO(text.getvalue())))
-    assert len(csv_header()) == 6 + 6 * len(H36M17) and len(rows) == 1
+    assert len(csv_header()) == 9 + 6 * len(H36M17) and len(rows) == 1
     row = rows[0]
     assert (row["index"], row["t"], row["person"], row["main"]) == ("7", "0.28", "3", "1")
+    assert row["root_x"] == row["root_z"] == ""  # not placed in the room
+    placed = records.frame_record(7, 0.28, (640, 480), None, [{**person, "root": [1.5, -2.0, 3000.0]}])
+    assert csv_rows(placed)[0][6:9] == [1.5, -2.0, 3000.0]
     assert (row["l_shoulder_x"], row["l_shoulder_y"], row["l_shoulder_z"]) == ("33.0", "34.0", "35.0")
     assert row["r_wrist_x"] == row["r_wrist_u"] == "" and row["r_wrist_conf"] == "0"  # the missing joint
 

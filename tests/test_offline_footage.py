@@ -57,8 +57,8 @@ def test_clip_csv_has_a_row_per_person(dance):
     _, out, _ = dance
     _, frames = records.read_jsonl(out / "dance_facing_camera.jsonl")
     lines = (out / "dance_facing_camera.csv").read_text().splitlines()
-    assert lines[0].split(",")[:6] == ["index", "t", "source", "person", "main", "score"]
-    assert len(lines[0].split(",")) == 6 + 6 * len(H36M17)
+    assert lines[0].split(",")[:9] == ["index", "t", "source", "person", "main", "score", "root_x", "root_y", "root_z"]
+    assert len(lines[0].split(",")) == 9 + 6 * len(H36M17)
     assert len(lines) - 1 == sum(len(f["people"]) for f in frames)
 
 

@@ -83,8 +83,9 @@ class PendingFiles:
 
 
 def csv_header() -> list[str]:
-    """One column per joint coordinate: 3D (mm), 2D (frame pixels) and confidence of each H36M-17 joint."""
-    cols = ["index", "t", "source", "person", "main", "score"]
+    """The person's root (mm, when placed in the room), then one column per joint coordinate: 3D (mm),
+    2D (frame pixels) and confidence of each H36M-17 joint."""
+    cols = ["index", "t", "source", "person", "main", "score", "root_x", "root_y", "root_z"]
     for name in H36M17:
         cols += [f"{name}_x", f"{name}_y", f"{name}_z", f"{name}_u", f"{name}_v", f"{name}_conf"]
     return cols
@@ -94,8 +95,9 @@ def csv_rows(record: dict) -> list[list]:
     """One row per person in a frame record; a missing joint's coordinates are empty cells."""
     rows = []
     for person in record["people"]:
+        root = person.get("root")  # where the pipeline places people in the room; None or absent otherwise
         row = [record["index"], "" if record["t"] is None else record["t"], record.get("source", ""),
-               person["id"], int(person["main"]), person["score"]]
+               person["id"], int(person["main"]), person["score"], *(root if root is not None else ["", "", ""])]
         for (x, y, z), (u, v), c in zip(person["joints3d"], person["keypoints"], person["confidence"]):
             row += [x, y, z, u, v, c] if c > 0 else ["", "", "", "", "", 0]
         rows.append(row)

@@ -18,9 +18,10 @@ from .runtime import Device, create_session, provider_name
 
 class Lifter:
     def __init__(self, model_path: str | Path = paths.LIFTER_ONNX, device: Device = "auto",
-                 threads: int | None = None) -> None:
-        self.session = create_session(model_path, device, threads=threads,
-                                      hint="python -m export lifter")
+                 threads: int | None = None, session=None) -> None:
+        """session: an already open session of the model (posecast.inference), instead of opening the file."""
+        self.session = session or create_session(model_path, device, threads=threads,
+                                                 hint="python -m export lifter")
         self.provider = provider_name(self.session)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info: dict = json.loads(meta.get("posecast", "{}"))

@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from posecast.inference import InferenceSetupError, InferenceUnavailableError
 from posecast.logs import setup_logging
 from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
 from posecast.smoothing import OneEuroOptions
@@ -33,6 +34,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lifter", type=Path, default=PipelineOptions.lifter_path, metavar="ONNX",
                    help="2D-to-3D lifter model (default weights/lifter.onnx)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: half the cores)")
+    p.add_argument("--inference", default=PipelineOptions.inference, metavar="BACKEND",
+                   help="where the networks run: onnxruntime (in this process, default) or triton://HOST:PORT "
+                        "(a Triton server's gRPC port, e.g. from `posecast triton`; docs/scaling.md)")
+    p.add_argument("--detector-aspects", type=_aspects, default=None, metavar="A,B,...",
+                   help="detector input widths as aspects of its height, inputs padded up to the next one so "
+                        "streams batch on Triton; 'none' = the width follows the crop (default: none in process, "
+                        "0.75,1,1.333,2 on Triton)")
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height,
                    help="detector input height in pixels: smaller is faster, larger finds smaller people "
                         f"(default {PipelineOptions.input_height})")
@@ -50,6 +58,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         "enough on one machine or a LAN)")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
     return p.parse_args(argv)
+
+
+def _aspects(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'none' or aspects like 0.75,1,1.333,2, got {text!r}") from None
+    if any(not 0.5 <= v <= 2.0 for v in values):
+        raise argparse.ArgumentTypeError("aspects must lie in [0.5, 2] (the detector's width range)")
+    return values
 
 
 class CannotListen(Exception):
@@ -85,8 +105,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         estimator = PoseEstimator(PipelineOptions(
             detector_path=args.detector, lifter_path=args.lifter, device=args.device, threads=args.threads,
-            input_height=args.input_height, smoothing=smoothing))
-    except (ModelNotFoundError, DeviceUnavailableError) as exc:
+            input_height=args.input_height, smoothing=smoothing, inference=args.inference,
+            detector_aspects=args.detector_aspects))
+    except (ModelNotFoundError, DeviceUnavailableError, InferenceSetupError, InferenceUnavailableError) as exc:
         log.error("%s", exc)
         return 1
     options = ServerOptions(host=args.host, port=args.port, max_peers=args.max_peers,

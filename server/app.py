@@ -24,7 +24,7 @@ from . import jitter, loopback
 from .outbox import Outbox
 from .peer import Peer, now_ms
 from posecast.pipeline import Estimator
-from .static import StaticFiles, json_response, text_response
+from .static import StaticFiles, json_response, response, text_response
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,11 @@ class PoseServer:
         self.sessions: set[Session] = set()
         # One inference worker: peers take turns. Two workers on 2 cores gave 4 clients 2.7 instead
         # of 2.5 fps each but p50 latency 350 instead of 210 ms: parallel runs fight over the cores.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # A remote backend (Triton) runs the networks elsewhere: every peer gets a worker, so that the
+        # streams' requests are in flight together and can be batched there.
+        self.backend = getattr(estimator, "backend", None)  # test doubles have none
+        workers = min(options.max_peers, self.backend.concurrency) if self.backend else 1
+        self.executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inference")
         self._server: Server | None = None
         loopback.install()
         jitter.install()
@@ -88,8 +92,16 @@ class PoseServer:
     async def run_blocking(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
+    def inference(self) -> dict:
+        """Which backend and provider serve the models, and (remote) whether it answers now."""
+        if self.backend is None:
+            return {"backend": "none", "provider": self.estimator.provider}
+        return {**self.backend.info(), "error": self.backend.error}
+
     def health(self) -> dict:
-        return {"status": "ok", "provider": self.estimator.provider, "peers": len(self.sessions),
+        inference = self.inference()
+        return {"status": "inference_unavailable" if inference.get("error") else "ok",
+                "provider": self.estimator.provider, "inference": inference, "peers": len(self.sessions),
                 "max_peers": self.options.max_peers}
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -99,13 +111,16 @@ class PoseServer:
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return text_response(HTTPStatus.NOT_FOUND, "the websocket is at /ws")
         if path == "/healthz":
-            return json_response(self.health())
+            health = self.health()  # 503 while the inference server is down: a load balancer skips us
+            if health["status"] != "ok":
+                return response(HTTPStatus.SERVICE_UNAVAILABLE, json.dumps(health).encode(), "application/json")
+            return json_response(health)
         return await asyncio.to_thread(self.static.get, request.path)
 
     def hello(self) -> dict:
         o = self.options
         return {"type": "hello", "version": PROTOCOL_VERSION, "skeleton": skeleton_info(),
-                "provider": self.estimator.provider, "models": self.estimator.models,
+                "provider": self.estimator.provider, "inference": self.inference(), "models": self.estimator.models,
                 "frametag": {"bits": frametag.BITS, "cells": frametag.CELLS,
                              "cells_per_width": frametag.CELLS_PER_WIDTH},
                 "limits": {"max_message_bytes": o.max_message_bytes, "max_sdp_bytes": o.max_sdp_bytes,
@@ -191,7 +206,7 @@ class Session:
             await self.peer.close()
         server = self.server
         self.peer = Peer(server.estimator.new_stream(), server.run_blocking, self.outbox.send_pose,
-                         server.estimator.provider, server.options.ice_servers)
+                         server.estimator.provider, server.options.ice_servers, on_error=self.outbox.send)
         try:
             answer = await self.peer.answer(sdp)
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on bad SDP

@@ -86,6 +86,8 @@ function session() {
       console.warn(`posecast: server error ${msg.code}: ${msg.message}`);
       if (state === "waiting") setState("waiting", { peer: `server error: ${msg.message}` });
       if (msg.code === "too_many_peers") busyMessage = msg.message;
+      // The models' server (Triton) is down: shown until poses flow again.
+      if (msg.code === "inference_unavailable") setState("inference-unavailable", { error: msg.message });
     },
     closed({ opened, code }) {
       pose = null;

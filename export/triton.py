@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"most detector frames in one batch (default 16; the lifter takes {repository.MAX_PEOPLE}x "
                         "as many rows)")
     p.add_argument("--queue-delay-us", type=int, default=d.queue_delay_us,
-                   help=f"how long a request may wait for others to join its batch (default {d.queue_delay_us})")
+                   help=f"how long a detector request may wait for others to join its batch, microseconds "
+                        f"(default {d.queue_delay_us}; the lifter never waits)")
     p.add_argument("--threads", type=int, default=d.threads,
                    help=f"onnxruntime intra-op threads per CPU instance (default {d.threads})")
 

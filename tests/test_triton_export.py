@@ -31,7 +31,7 @@ def test_export_writes_a_repository_triton_loads(tmp_path):
     for name, source, rows in (("detector", paths.DETECTOR_ONNX, 12), ("lifter", paths.LIFTER_ONNX, 96)):
         config = text_format.Parse((repo / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
         assert (config.name, config.backend, config.max_batch_size) == (name, "onnxruntime", rows)
-        assert config.dynamic_batching.max_queue_delay_microseconds == 3000
+        assert config.dynamic_batching.max_queue_delay_microseconds == (3000 if name == "detector" else 0)
         (group,) = config.instance_group
         assert group.kind == model_config_pb2.ModelInstanceGroup.KIND_AUTO and group.count == 2
         model = repo / name / "1" / "model.onnx"

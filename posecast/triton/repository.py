@@ -45,7 +45,7 @@ class RepositoryOptions:
     detector_path: Path = paths.DETECTOR_ONNX
     lifter_path: Path = paths.LIFTER_ONNX
     max_batch_size: int = 8           # detector; the lifter takes MAX_PEOPLE times as many rows
-    queue_delay_us: int = 2000        # how long the batcher waits for more requests before running
+    queue_delay_us: int = 2000        # how long the detector's batcher waits for more requests before running
     instances: int = 1                # model copies per device; each takes one batch at a time
     device: Literal["auto", "cpu", "cuda"] = "cpu"  # auto: Triton's KIND_AUTO, a GPU where it has one
     threads: int = 1                  # onnxruntime intra-op threads per instance
@@ -79,12 +79,15 @@ def config_text(name: str, kind: Kind, o: RepositoryOptions, manifest: dict, onn
     """config.pbtxt of one model. onnx_path: for the python kind, the ONNX file its model.py opens."""
     inputs, outputs = SIGNATURES[name]
     max_batch = o.max_batch_size * (MAX_PEOPLE if name == LIFTER else 1)
+    # The lifter computes in about a millisecond: waiting for company would cost more than batching saves.
+    # Its requests still batch when they queue behind a running one.
+    delay = o.queue_delay_us if name == DETECTOR else 0
     kind_of_instance = {"auto": "KIND_AUTO", "cpu": "KIND_CPU", "cuda": "KIND_GPU"}[o.device]
     if kind == "python":  # model.py picks onnxruntime's provider itself; its instances are processes
         kind_of_instance = "KIND_CPU"
     lines = [f'name: "{name}"', f'backend: "{kind}"', f"max_batch_size: {max_batch}",
              _tensors("input", inputs), _tensors("output", outputs),
-             f"dynamic_batching {{ max_queue_delay_microseconds: {o.queue_delay_us} }}",
+             f"dynamic_batching {{ max_queue_delay_microseconds: {delay} }}",
              f"instance_group [ {{ kind: {kind_of_instance} count: {o.instances} }} ]",
              _parameter("posecast", json.dumps(manifest, separators=(",", ":")))]
     if kind == "onnxruntime":

@@ -185,8 +185,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"most detector frames in one batch (default {d.max_batch_size}; the lifter takes "
                         f"{repository.MAX_PEOPLE}x as many rows)")
     p.add_argument("--queue-delay-us", type=int, default=d.queue_delay_us,
-                   help=f"how long a request may wait for others to join its batch, microseconds "
-                        f"(default {d.queue_delay_us})")
+                   help=f"how long a detector request may wait for others to join its batch, microseconds "
+                        f"(default {d.queue_delay_us}; the lifter never waits)")
     p.add_argument("--instances", type=int, default=d.instances, help="copies of each model (default 1)")
     p.add_argument("--threads", type=int, default=d.threads, help="onnxruntime threads per copy (default 1)")
     p.add_argument("--detector", type=Path, default=d.detector_path, metavar="ONNX")

@@ -20,7 +20,6 @@ import json
 import multiprocessing as mp
 import os
 import re
-import socket
 import statistics
 import time
 import urllib.request
@@ -103,16 +102,6 @@ def print_pad_check(r: dict) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- streams
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
 
 def tree_cpu_seconds(root: int) -> float:
     """CPU time of a process and all its descendants (Triton and its backend stubs)."""
@@ -265,11 +254,10 @@ def run(args: argparse.Namespace) -> int:
     if triton_modes:
         from posecast.triton.repository import RepositoryOptions
         from posecast.triton.serve import LocalTriton, resolve_device
-        grpc, http, metrics = free_ports(3)
         options = RepositoryOptions(max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,
                                     threads=args.threads, device=resolve_device(args.device, paths.DETECTOR_ONNX))
-        with LocalTriton(options, grpc, http, metrics) as triton:
-            stats = TritonStats(triton.metrics_url, f"http://127.0.0.1:{http}")
+        with LocalTriton(options, grpc_port=0, http_port=0, metrics_port=0) as triton:
+            stats = TritonStats(triton.metrics_url, f"http://127.0.0.1:{triton.http_port}")
             remote = PipelineOptions(device=args.device, input_height=args.input_height, threads=args.threads,
                                      inference=triton.url)
             for mode in triton_modes:

@@ -10,7 +10,6 @@ import importlib.util
 import itertools
 import json
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +27,7 @@ from posecast.pipeline import PipelineOptions, PoseEstimator
 from server.app import PoseServer, ServerOptions
 from server.client import PoseClient, TaggedVideoTrack, clip_frames
 from tests.conftest import shared_path
+from tests.page_servers import free_port
 
 if importlib.util.find_spec("pytriton") is None or importlib.util.find_spec("tritonclient") is None:
     pytest.skip("Triton packages not installed: pip install 'posecast[triton]' (docs/scaling.md)",
@@ -39,19 +39,8 @@ from posecast.triton.serve import LocalTriton  # noqa: E402
 CLIP = "media/clips/dance_facing_camera.mp4"
 
 
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 def new_triton(**options) -> LocalTriton:
-    grpc, http, metrics = free_ports(3)
-    return LocalTriton(RepositoryOptions(**options), grpc, http, metrics)
+    return LocalTriton(RepositoryOptions(**options), grpc_port=0, http_port=0, metrics_port=0)
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +101,7 @@ def test_concurrent_streams_are_batched_by_triton(triton):
 
 
 def test_unreachable_server_and_missing_model_are_clear_errors(triton):
-    (closed,) = free_ports(1)
+    closed = free_port()  # nothing listens there
     with pytest.raises(InferenceUnavailableError, match=rf"cannot reach Triton at 127.0.0.1:{closed}.*posecast triton"):
         PoseEstimator(PipelineOptions(inference=f"triton://127.0.0.1:{closed}"))
     backend = Triton(triton.url.removeprefix("triton://"))
@@ -124,7 +113,7 @@ def test_unreachable_server_and_missing_model_are_clear_errors(triton):
 
 
 def test_server_command_line_says_triton_is_unreachable():
-    (closed,) = free_ports(1)
+    closed = free_port()  # nothing listens there
     proc = subprocess.run([sys.executable, "-m", "server", "--inference", f"triton://127.0.0.1:{closed}",
                            "--port", "0"], capture_output=True, text=True, timeout=60, cwd=paths.ROOT)
     assert proc.returncode == 1

@@ -16,6 +16,7 @@ import importlib.util
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import sysconfig
@@ -115,7 +116,20 @@ class LocalTriton:
         env["PYTHONPATH"] = ":".join(p for p in (str(paths.ROOT), env.get("PYTHONPATH", "")) if p)
         return cmd, env
 
+    def _pick_free_ports(self) -> None:
+        """Port 0 = any free one (kept for restarts). Triton cannot report what it bound, so we choose."""
+        socks = []
+        for attr in ("grpc_port", "http_port", "metrics_port"):
+            if getattr(self, attr) == 0:
+                s = socket.socket()
+                s.bind((self.host, 0))
+                socks.append(s)
+                setattr(self, attr, s.getsockname()[1])
+        for s in socks:
+            s.close()
+
     def start(self, timeout: float = START_TIMEOUT_S) -> LocalTriton:
+        self._pick_free_ports()
         self._workdir = tempfile.TemporaryDirectory(prefix="posecast-triton-")
         cmd, env = self._prepare(Path(self._workdir.name))
         self._log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL

@@ -93,16 +93,16 @@ class PoseServer:
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
     def inference(self) -> dict:
-        """Which backend and provider serve the models, and (remote) whether it answers now."""
-        if self.backend is None:
-            return {"backend": "none", "provider": self.estimator.provider}
-        return {**self.backend.info(), "error": self.backend.error}
+        """Which backend and provider serve the models, and (remote) what fails while it does not answer;
+        {} for an estimator without one (the test doubles)."""
+        return {**self.backend.info(), "error": self.backend.error} if self.backend is not None else {}
 
     def health(self) -> dict:
         inference = self.inference()
-        return {"status": "inference_unavailable" if inference.get("error") else "ok",
-                "provider": self.estimator.provider, "inference": inference, "peers": len(self.sessions),
-                "max_peers": self.options.max_peers}
+        health = {"status": "inference_unavailable" if inference.get("error") else "ok",
+                  "provider": self.estimator.provider, "peers": len(self.sessions),
+                  "max_peers": self.options.max_peers}
+        return {**health, "inference": inference} if inference else health
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -119,8 +119,10 @@ class PoseServer:
 
     def hello(self) -> dict:
         o = self.options
+        inference = self.inference()
         return {"type": "hello", "version": PROTOCOL_VERSION, "skeleton": skeleton_info(),
-                "provider": self.estimator.provider, "inference": self.inference(), "models": self.estimator.models,
+                "provider": self.estimator.provider, **({"inference": inference} if inference else {}),
+                "models": self.estimator.models,
                 "frametag": {"bits": frametag.BITS, "cells": frametag.CELLS,
                              "cells_per_width": frametag.CELLS_PER_WIDTH},
                 "limits": {"max_message_bytes": o.max_message_bytes, "max_sdp_bytes": o.max_sdp_bytes,

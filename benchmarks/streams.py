@@ -8,8 +8,9 @@ Per run: per-stream processed fps, p50/p95 latency (pose arrival - frame handed 
 poses/s, failed Triton requests, the batch sizes Triton formed (its metrics: inferences / executions, and
 its statistics endpoint's count per batch size), CPU cores used by the servers and Triton.
 
-First (--pad-check) what the fixed detector input sizes cost: the same crops through the detector with the
-width following the crop (in-process default) and padded up to the bucket widths (the Triton default).
+First (unless --no-pad-check) what the fixed detector input sizes cost: the same crops through the detector
+with the width following the crop (in-process default) and padded up to the bucket widths (the Triton
+default); and the network's time per frame at batch 1, 4 and 8 on this machine.
 """
 from __future__ import annotations
 
@@ -88,6 +89,21 @@ def pad_check(clip: Path, height: int, frames: int) -> dict:
             "keypoint_shift_px_mean": statistics.fmean(shifts) if shifts else float("nan"),
             "keypoint_shift_px_p95": _pct(shifts, 95), "joints_found_by_one_only": only_one,
             "joints_found_by_both": both, "frames_with_other_people_count": people_diff}
+
+
+def batch_cost(height: int, reps: int = 6) -> dict[int, float]:
+    """Detector network ms per frame at batch 1, 4 and 8 in process (a 3:4 crop): what batching gains here."""
+    session = create_session(paths.DETECTOR_ONNX, "cpu", threads=1)
+    width = bucket_widths(height, (0.75,))[0]
+    images = {n: np.random.default_rng(0).uniform(0, 255, (n, 3, height, width)).astype(np.float32)
+              for n in (1, 4, 8)}
+    times: dict[int, list[float]] = {n: [] for n in images}
+    for _ in range(reps):  # interleaved, so that the machine's load falls on every batch size alike
+        for n, image in images.items():
+            t0 = time.perf_counter()
+            session.run(None, {"image": image})
+            times[n].append((time.perf_counter() - t0) * 1e3 / n)
+    return {n: statistics.median(v[1:]) for n, v in times.items()}  # the first run of each allocates
 
 
 def print_pad_check(r: dict) -> None:
@@ -244,6 +260,9 @@ def run(args: argparse.Namespace) -> int:
     if args.pad_check:
         results["pad_check"] = pad_check(clip, args.input_height, args.pad_frames)
         print_pad_check(results["pad_check"])
+        results["batch_cost_ms_per_frame"] = cost = batch_cost(args.input_height)
+        print("network ms per frame by batch size (in process, 1 thread): "
+              + ", ".join(f"batch {n}: {ms:.1f}" for n, ms in cost.items()))
     print()
     base = PipelineOptions(device=args.device, input_height=args.input_height, threads=args.threads)
     if "inprocess" in modes:

@@ -65,9 +65,6 @@ class Target:
     scheme: str          # IN_PROCESS or TRITON_SCHEME
     address: str = ""    # host:port for Triton
 
-    def __str__(self) -> str:
-        return IN_PROCESS if self.scheme == IN_PROCESS else f"{self.scheme}://{self.address}"
-
 
 def parse_target(text: str) -> Target:
     """'onnxruntime' (or '') -> in process; 'triton://HOST[:PORT]' -> a Triton server's gRPC endpoint."""
@@ -191,9 +188,11 @@ class Triton:
         return InferenceUnavailableError(message)
 
     def succeeded(self) -> None:
-        if self._error is not None:
-            with self._lock:
-                self._error = None
+        if self._error is None:  # the usual case: no lock taken
+            return
+        with self._lock:
+            was, self._error = self._error, None
+        if was is not None:
             log.info("Triton at %s answers again", self.address)
 
     @property

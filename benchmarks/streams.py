@@ -47,7 +47,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=30.0, help="frames per second sent (default 30)")
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height)
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads, in process and in Triton (default 1)")
-    p.add_argument("--max-batch-size", type=int, default=8, help="Triton's max batch size (default 8)")
+    p.add_argument("--max-batch-sizes", default="1,8",
+                   help="Triton's max batch sizes, one Triton run each (default 1,8: `posecast triton`'s CPU "
+                        "default, and batching)")
     p.add_argument("--queue-delay-us", type=int, default=2000, help="Triton's batching delay (default 2000)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-pad-check", dest="pad_check", action="store_false", help="skip the padding cost check")
@@ -152,13 +154,14 @@ class TritonStats:
         out: dict = {}
         for model in (DETECTOR, LIFTER):
             for name in ("nv_inference_count", "nv_inference_exec_count", "nv_inference_request_success",
-                         "nv_inference_request_failure", "nv_inference_queue_duration_us",
-                         "nv_inference_compute_infer_duration_us"):
+                         "nv_inference_request_failure", "nv_inference_queue_duration_us"):
                 m = re.search(rf'^{name}{{model="{model}",version="1"}} (\S+)$', text, re.M)
                 out[(model, name)] = float(m.group(1)) if m else 0.0
             stats = json.loads(urllib.request.urlopen(f"{self.http}/v2/models/{model}/stats", timeout=5).read())
             batches = stats["model_stats"][0].get("batch_stats", [])
             out[(model, "batches")] = {int(b["batch_size"]): int(b["compute_infer"]["count"]) for b in batches}
+            # Per execution (the metrics' durations are summed per request, i.e. times the batch size).
+            out[(model, "exec_ns")] = sum(int(b["compute_infer"]["ns"]) for b in batches)
         return out
 
     @staticmethod
@@ -175,7 +178,8 @@ class TritonStats:
                 "mean_batch": d["nv_inference_count"] / execs if execs else float("nan"),
                 "executions_by_batch_size": {s: n for s, n in sorted(batches.items()) if n},
                 "queue_ms": d["nv_inference_queue_duration_us"] / 1e3 / max(1, d["nv_inference_request_success"]),
-                "compute_ms_per_execution": d["nv_inference_compute_infer_duration_us"] / 1e3 / max(1, execs),
+                "compute_ms_per_execution": d["exec_ns"] / 1e6 / max(1, execs),
+                "compute_ms_per_frame": d["exec_ns"] / 1e6 / max(1, d["nv_inference_count"]),
             }
         return result
 
@@ -242,7 +246,8 @@ def print_row(s: dict) -> None:
     if t:
         d, lf = t[DETECTOR], t[LIFTER]
         line += (f"\n{'':13} detector: batch mean {d['mean_batch']:.2f} {d['executions_by_batch_size']}, "
-                 f"queue {d['queue_ms']:.1f} ms, compute {d['compute_ms_per_execution']:.1f} ms/exec; "
+                 f"queue {d['queue_ms']:.1f} ms, compute {d['compute_ms_per_execution']:.1f} ms/exec "
+                 f"({d['compute_ms_per_frame']:.1f} per frame); "
                  f"lifter batch mean {lf['mean_batch']:.2f}; failed {d['failed'] + lf['failed']:.0f}")
     print(line, flush=True)
 
@@ -273,20 +278,22 @@ def run(args: argparse.Namespace) -> int:
     if triton_modes:
         from posecast.triton.repository import RepositoryOptions
         from posecast.triton.serve import LocalTriton, resolve_device
-        options = RepositoryOptions(max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,
-                                    threads=args.threads, device=resolve_device(args.device, paths.DETECTOR_ONNX))
-        with LocalTriton(options, grpc_port=0, http_port=0, metrics_port=0) as triton:
-            stats = TritonStats(triton.metrics_url, f"http://127.0.0.1:{triton.http_port}")
-            remote = PipelineOptions(device=args.device, input_height=args.input_height, threads=args.threads,
-                                     inference=triton.url)
-            for mode in triton_modes:
-                servers = int(mode.removeprefix("triton") or 1)
-                for n in ns:
-                    if servers > n:
-                        continue
-                    results["runs"].append(run_streams(f"triton x{servers}", n, servers, remote, args, clip,
-                                                       triton, stats))
-                    print_row(results["runs"][-1])
+        device = resolve_device(args.device, paths.DETECTOR_ONNX)
+        for max_batch in (int(v) for v in args.max_batch_sizes.split(",")):
+            options = RepositoryOptions(max_batch_size=max_batch, queue_delay_us=args.queue_delay_us,
+                                        threads=args.threads, device=device)
+            with LocalTriton(options, grpc_port=0, http_port=0, metrics_port=0) as triton:
+                stats = TritonStats(triton.metrics_url, f"http://127.0.0.1:{triton.http_port}")
+                remote = PipelineOptions(device=args.device, input_height=args.input_height, threads=args.threads,
+                                         inference=triton.url)
+                for mode in triton_modes:
+                    servers = int(mode.removeprefix("triton") or 1)
+                    for n in ns:
+                        if servers > n:
+                            continue
+                        results["runs"].append(run_streams(f"triton x{servers} b{max_batch}", n, servers, remote,
+                                                           args, clip, triton, stats))
+                        print_row(results["runs"][-1])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0

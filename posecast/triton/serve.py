@@ -37,6 +37,9 @@ from .repository import RepositoryOptions
 log = logging.getLogger(__name__)
 
 START_TIMEOUT_S = 120.0
+# On the CPU a batch of frames costs more per frame than frames one by one (caches; and on a busy machine a
+# long run gets only its fair share of the cores): measured in docs/scaling.md. Batching pays on a GPU.
+CPU_MAX_BATCH = 1
 
 
 class TritonNotInstalledError(RuntimeError):
@@ -132,7 +135,9 @@ class LocalTriton:
         self._pick_free_ports()
         self._workdir = tempfile.TemporaryDirectory(prefix="posecast-triton-")
         cmd, env = self._prepare(Path(self._workdir.name))
-        self._log = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        # Triton's log: the given file, else one in the work dir (read back when it fails to start).
+        self._log_path = self.log_file or Path(self._workdir.name) / "tritonserver.log"
+        self._log = open(self._log_path, "ab")
         log.info("starting Triton: gRPC %s:%d, HTTP %d, metrics %d, %s, max batch %d, queue delay %d us",
                  self.host, self.grpc_port, self.http_port, self.metrics_port, self.options.device,
                  self.options.max_batch_size, self.options.queue_delay_us)
@@ -146,8 +151,10 @@ class LocalTriton:
         url = f"http://{self.host}:{self.http_port}/v2/health/ready"
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                hint = f"; its log: {self.log_file}" if self.log_file else "; run it with --log-file to see why"
-                raise RuntimeError(f"Triton exited with code {self.process.returncode} while starting{hint}")
+                code = self.process.returncode
+                reason = self._log_errors()
+                self.stop()
+                raise RuntimeError(f"Triton exited with code {code} while starting: {reason}")
             try:
                 with urllib.request.urlopen(url, timeout=1) as reply:
                     if reply.status == 200:
@@ -158,6 +165,13 @@ class LocalTriton:
             time.sleep(0.25)
         self.stop()
         raise RuntimeError(f"Triton did not become ready within {timeout:.0f} s")
+
+    def _log_errors(self, lines: int = 1) -> str:
+        """The last error lines of Triton's log (the reason it stopped)."""
+        self._log.flush()
+        text = self._log_path.read_text(errors="replace").splitlines()
+        errors = [line.strip() for line in text if line.startswith("E") or line.startswith("error")]
+        return " | ".join(errors[-lines:]) or "no error in its log"
 
     def kill(self) -> None:
         """Abrupt death (SIGKILL), as a crash would be: for tests."""
@@ -173,8 +187,9 @@ class LocalTriton:
             except subprocess.TimeoutExpired:
                 self.kill()
         self.process = None
-        if self._log not in (None, subprocess.DEVNULL):
+        if self._log is not None:
             self._log.close()
+            self._log = None
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
@@ -195,8 +210,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where onnxruntime runs the models: auto = CUDA when really active (default auto)")
-    p.add_argument("--max-batch-size", type=int, default=d.max_batch_size,
-                   help=f"most detector frames in one batch (default {d.max_batch_size}; the lifter takes "
+    p.add_argument("--max-batch-size", type=int, default=None,
+                   help=f"most detector frames in one batch (default: {CPU_MAX_BATCH} on the CPU, where a batch "
+                        f"costs more per frame than single frames, {d.max_batch_size} on CUDA; the lifter takes "
                         f"{repository.MAX_PEOPLE}x as many rows)")
     p.add_argument("--queue-delay-us", type=int, default=d.queue_delay_us,
                    help=f"how long a detector request may wait for others to join its batch, microseconds "
@@ -209,10 +225,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def options_from(args: argparse.Namespace) -> RepositoryOptions:
-    return RepositoryOptions(detector_path=args.detector, lifter_path=args.lifter,
-                             max_batch_size=args.max_batch_size, queue_delay_us=args.queue_delay_us,
-                             instances=args.instances, threads=args.threads,
-                             device=resolve_device(args.device, args.detector))
+    device = resolve_device(args.device, args.detector)
+    max_batch = args.max_batch_size or (CPU_MAX_BATCH if device == "cpu" else RepositoryOptions.max_batch_size)
+    return RepositoryOptions(detector_path=args.detector, lifter_path=args.lifter, max_batch_size=max_batch,
+                             queue_delay_us=args.queue_delay_us, instances=args.instances, threads=args.threads,
+                             device=device)
 
 
 def run(args: argparse.Namespace) -> int:

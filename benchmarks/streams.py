@@ -24,6 +24,7 @@ import re
 import statistics
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "default, and batching)")
     p.add_argument("--queue-delay-us", type=int, default=2000, help="Triton's batching delay (default 2000)")
     p.add_argument("--device", default="cpu", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--triton-host", default=None, metavar="HOST",
+                   help="use the Triton already serving on HOST (gRPC 8001, HTTP 8000, metrics 8002; e.g. the "
+                        "official server with `python -m export triton`) instead of starting `posecast triton`; "
+                        "its CPU time is then not counted")
     p.add_argument("--no-pad-check", dest="pad_check", action="store_false", help="skip the padding cost check")
     p.add_argument("--pad-frames", type=int, default=150, help="frames of the padding check (default 150)")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -252,6 +257,17 @@ def print_row(s: dict) -> None:
     print(line, flush=True)
 
 
+def run_triton_modes(modes: list[str], label: str, ns: list[int], pipeline: PipelineOptions, args, clip: Path,
+                     triton, stats: TritonStats, results: dict) -> None:
+    for mode in modes:
+        servers = int(mode.removeprefix("triton") or 1)
+        for n in ns:
+            if servers <= n:
+                results["runs"].append(run_streams(f"triton x{servers} {label}", n, servers, pipeline, args, clip,
+                                                   triton, stats))
+                print_row(results["runs"][-1])
+
+
 def run(args: argparse.Namespace) -> int:
     clip = args.clip or paths.shared_dir() / CLIP
     if not clip.is_file():
@@ -275,7 +291,12 @@ def run(args: argparse.Namespace) -> int:
             results["runs"].append(run_streams("in-process", n, 1, base, args, clip))
             print_row(results["runs"][-1])
     triton_modes = [m for m in modes if m.startswith("triton")]
-    if triton_modes:
+    if triton_modes and args.triton_host:
+        h = args.triton_host
+        stats = TritonStats(f"http://{h}:8002/metrics", f"http://{h}:8000")
+        remote = replace(base, inference=f"triton://{h}:8001")
+        run_triton_modes(triton_modes, "external", ns, remote, args, clip, None, stats, results)
+    elif triton_modes:
         from posecast.triton.repository import RepositoryOptions
         from posecast.triton.serve import LocalTriton, resolve_device
         device = resolve_device(args.device, paths.DETECTOR_ONNX)
@@ -284,16 +305,8 @@ def run(args: argparse.Namespace) -> int:
                                         threads=args.threads, device=device)
             with LocalTriton(options, grpc_port=0, http_port=0, metrics_port=0) as triton:
                 stats = TritonStats(triton.metrics_url, f"http://127.0.0.1:{triton.http_port}")
-                remote = PipelineOptions(device=args.device, input_height=args.input_height, threads=args.threads,
-                                         inference=triton.url)
-                for mode in triton_modes:
-                    servers = int(mode.removeprefix("triton") or 1)
-                    for n in ns:
-                        if servers > n:
-                            continue
-                        results["runs"].append(run_streams(f"triton x{servers} b{max_batch}", n, servers, remote,
-                                                           args, clip, triton, stats))
-                        print_row(results["runs"][-1])
+                run_triton_modes(triton_modes, f"b{max_batch}", ns, replace(base, inference=triton.url), args, clip,
+                                 triton, stats, results)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
     return 0

@@ -27,7 +27,6 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from posecast import paths
 from posecast.inference import DEFAULT_GRPC_PORT, DETECTOR, LIFTER
 from posecast.runtime import DeviceUnavailableError, create_session, provider_name
 
@@ -109,14 +108,14 @@ class LocalTriton:
                f"--grpc-address={self.host}", f"--grpc-port={self.grpc_port}",
                f"--http-address={self.host}", f"--http-port={self.http_port}",
                f"--metrics-address={self.host}", f"--metrics-port={self.metrics_port}",
-               "--allow-gpu-metrics=false", "--exit-timeout-secs=5", "--disable-auto-complete-config"]
+               f"--allow-gpu-metrics={'true' if self.options.device == 'cuda' else 'false'}",
+               "--exit-timeout-secs=5", "--disable-auto-complete-config"]
         env = dict(os.environ)
         # The binary's own libraries, and this interpreter's libpython (the stub embeds Python)...
         libs = [str(dist.parent.parent / "nvidia_pytriton.libs"), sysconfig.get_config_var("LIBDIR") or ""]
         env["LD_LIBRARY_PATH"] = ":".join([p for p in libs if p] + [env.get("LD_LIBRARY_PATH", "")]).rstrip(":")
         # ...and the stub finds its Python (this venv, with onnxruntime and numpy) as `python3` on PATH.
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-        env["PYTHONPATH"] = ":".join(p for p in (str(paths.ROOT), env.get("PYTHONPATH", "")) if p)
         return cmd, env
 
     def _pick_free_ports(self) -> None:

@@ -127,7 +127,6 @@ class _Meta:
 class Triton:
     """A Triton server's models over gRPC; one client (thread-safe) shared by every stream's sessions."""
     name = TRITON_SCHEME
-    concurrency = 64  # each stream has at most one frame in flight; the server caps by its peers
     detector_aspects = DEFAULT_DETECTOR_ASPECTS
 
     def __init__(self, address: str, timeout: float = REQUEST_TIMEOUT_S) -> None:
@@ -140,6 +139,7 @@ class Triton:
         self.timeout = timeout
         self.client = grpcclient.InferenceServerClient(address, channel_args=CHANNEL_ARGS)
         self.provider = ""
+        self.concurrency = 1  # until the detector is open
         self._error: str | None = None
         self._lock = threading.Lock()
         try:
@@ -169,6 +169,10 @@ class Triton:
                 f"models with `posecast triton` or a repository from `python -m export triton DIR`")
         session = TritonSession(self, model, config)
         self.provider = self.provider or session.provider
+        if model == DETECTOR:
+            # Frames worth having in flight: what Triton runs at once, plus one being prepared or decoded here.
+            # More would only wait in Triton's queue, aging, while the peers' latest-frame slots hold newer ones.
+            self.concurrency = max(1, session.max_batch) * session.instances + 1
         return session
 
     def _model_list(self) -> str:
@@ -221,7 +225,10 @@ class TritonSession:
         self.inputs = {i["name"]: i["data_type"].removeprefix("TYPE_") for i in config.get("input", [])}
         params = {k: v.get("string_value", "") for k, v in config.get("parameters", {}).items()}
         self._meta = {"posecast": params["posecast"]} if "posecast" in params else {}
-        kinds = {g.get("kind", "KIND_AUTO") for g in config.get("instance_group", [])}
+        groups = config.get("instance_group", [])
+        kinds = {g.get("kind", "KIND_AUTO") for g in groups}
+        # Copies that execute at once (per GPU for GPU groups; counted once here: a lower bound).
+        self.instances = sum(int(g.get("count", 1)) for g in groups) or 1
         # A model's instances on a GPU, or onnxruntime's CUDA provider asked for by the python backend model.
         cuda = "KIND_GPU" in kinds or params.get("device") == "cuda"
         self.provider = "CUDA" if cuda else "CPU"

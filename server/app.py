@@ -59,8 +59,8 @@ class PoseServer:
         self.sessions: set[Session] = set()
         # One inference worker: peers take turns. Two workers on 2 cores gave 4 clients 2.7 instead
         # of 2.5 fps each but p50 latency 350 instead of 210 ms: parallel runs fight over the cores.
-        # A remote backend (Triton) runs the networks elsewhere: every peer gets a worker, so that the
-        # streams' requests are in flight together and can be batched there.
+        # A remote backend (Triton) runs the networks elsewhere: several peers' frames are in flight at once,
+        # as many as it can batch and run (posecast/inference.py, Triton.concurrency).
         self.backend = getattr(estimator, "backend", None)  # test doubles have none
         workers = min(options.max_peers, self.backend.concurrency) if self.backend else 1
         self.executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inference")

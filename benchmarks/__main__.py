@@ -8,4 +8,5 @@ entry("python -m benchmarks", "Measure speed and accuracy; prints figures, asser
     "latency": ("benchmarks.latency", "end-to-end WebRTC -> pose latency against the transport's own floor"),
     "soak": ("benchmarks.soak", "hostile and vanishing clients for longer, the server's memory, fds and threads over time"),
     "root": ("benchmarks.root", "position in the room: root error (true and +-15 % focal), foot slide"),
+    "streams": ("benchmarks.streams", "N concurrent streams: in-process inference beside Triton with dynamic batching"),
 })

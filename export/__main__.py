@@ -5,4 +5,5 @@ entry("python -m export", "Export the models to ONNX (into weights/).", {
     "lifter": ("export.lifter", "export a trained lifter checkpoint to weights/lifter.onnx"),
     "lifter-temporal": ("export.lifter_temporal",
                         "export a temporal lifter checkpoint to weights/lifter_temporal.onnx (int8 weights)"),
+    "triton": ("export.triton", "write a Triton model repository (ONNX Runtime backend, dynamic batching) for both models"),
 })

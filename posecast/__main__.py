@@ -5,6 +5,7 @@ COMMANDS = {
     "process": ("posecast.offline.process", "images, folders of images and videos to 3D poses: JSON Lines, "
                 "CSV, the four-panel figure, BVH (docs/offline.md)"),
     "serve": ("server.__main__", "the live server: webcam in the browser, 3D poses back (docs/server.md)"),
+    "triton": ("posecast.triton.serve", "start a local Triton Inference Server serving both networks (docs/scaling.md)"),
 }
 
 

@@ -26,8 +26,10 @@ from .runtime import Device, create_session, provider_name
 class _OnnxLifter:
     hint = "python -m export lifter"
 
-    def __init__(self, model_path: str | Path, device: Device = "auto", threads: int | None = None) -> None:
-        self.session = create_session(model_path, device, threads=threads, hint=self.hint)
+    def __init__(self, model_path: str | Path, device: Device = "auto", threads: int | None = None,
+                 session=None) -> None:
+        """session: an already open session of the model (posecast.inference), instead of opening the file."""
+        self.session = session or create_session(model_path, device, threads=threads, hint=self.hint)
         self.provider = provider_name(self.session)
         meta = self.session.get_modelmeta().custom_metadata_map
         self.info: dict = json.loads(meta.get("posecast", "{}"))
@@ -40,8 +42,8 @@ class _OnnxLifter:
 
 class Lifter(_OnnxLifter):
     def __init__(self, model_path: str | Path = paths.LIFTER_ONNX, device: Device = "auto",
-                 threads: int | None = None) -> None:
-        super().__init__(model_path, device, threads)
+                 threads: int | None = None, session=None) -> None:
+        super().__init__(model_path, device, threads, session)
 
     def __call__(self, keypoints: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """[N,17,2] pixels + [N,17] confidences -> [N,17,3] mm (N may be 0)."""

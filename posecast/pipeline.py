@@ -23,9 +23,10 @@ import onnxruntime as ort
 from posecast import paths
 from posecast.detector import Detector, DetectorOptions
 from posecast.history import KeypointHistory
+from posecast.inference import DETECTOR, IN_PROCESS, LIFTER, PaddedDetectorSession, bucket_widths, open_backend
 from posecast.lifter import Lifter, TemporalLifter
 from posecast.records import person_record
-from posecast.runtime import Device, create_session, provider_name
+from posecast.runtime import Device, provider_name
 from posecast.skeleton import coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
 from posecast.world import World, WorldOptions
@@ -84,6 +85,10 @@ class PipelineOptions:
     temporal_lifter_path: Path = paths.LIFTER_TEMPORAL_ONNX
     world: WorldOptions = WorldOptions()
     warmup_size: tuple[int, int] = (640, 480)  # a first run at this frame size, before any client
+    inference: str = "onnxruntime"  # or "triton://HOST:PORT" (posecast/inference.py)
+    # Detector input widths as aspects of input_height; inputs are padded up to the next one so that streams'
+    # requests can batch (equal shapes). None = the backend's choice: exact widths in process, buckets on Triton.
+    detector_aspects: tuple[float, ...] | None = None
 
 
 def default_threads() -> int:
@@ -109,20 +114,28 @@ class PoseEstimator:
         self.options = options
         self.smoothing = options.smoothing is not None
         threads = options.threads or default_threads()
-        self.session = create_session(options.detector_path, options.device, threads=threads,
-                                      hint="python -m export detector")
+        self.backend = open_backend(options.inference, options.device, threads)
+        self.session = self.backend.open(options.detector_path, DETECTOR, hint="python -m export detector")
+        aspects = self.backend.detector_aspects if options.detector_aspects is None else options.detector_aspects
+        self.detector_widths = bucket_widths(options.input_height, aspects) if aspects else ()
+        if self.detector_widths:
+            self.session = PaddedDetectorSession(self.session, self.detector_widths)
         self.provider = provider_name(self.session)
-        # The lifter follows the detector: both on CUDA or both on the CPU.
-        lifter_device = "cuda" if self.provider == "CUDA" else "cpu"
-        self.lifter = Lifter(options.lifter_path, lifter_device, threads=threads)
+        self.lifter = Lifter(options.lifter_path, session=self.backend.open(options.lifter_path, LIFTER,
+                                                                           hint="python -m export lifter"))
         self.temporal_lifter = None  # the per-frame lifter stays loaded: IMAGE mode and the fallback
         if options.lifter_kind == "temporal" or (options.lifter_kind == "auto"
                                                  and options.temporal_lifter_path.is_file()):
-            self.temporal_lifter = TemporalLifter(options.temporal_lifter_path, lifter_device, threads=threads)
+            # Always in process (under 1 ms a person, and its windows are per stream); in process it
+            # follows the detector: both on CUDA or both on the CPU.
+            device = ("cuda" if self.provider == "CUDA" else "cpu") if options.inference == IN_PROCESS \
+                else options.device
+            self.temporal_lifter = TemporalLifter(options.temporal_lifter_path, device, threads=threads)
         self._detector_options = DetectorOptions(model_path=options.detector_path, input_height=options.input_height,
                                                  device=options.device, threads=threads)
         self.models = {"detector": {**model_summary(self.session, options.detector_path),
-                                    "input_height": options.input_height},
+                                    "input_height": options.input_height,
+                                    **({"input_widths": list(self.detector_widths)} if self.detector_widths else {})},
                        "lifter": model_summary(self.lifter.session, options.lifter_path)}
         if self.temporal_lifter is not None:
             self.models["lifter_temporal"] = {**model_summary(self.temporal_lifter.session,

@@ -5,6 +5,7 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+from posecast.inference import InferenceSetupError, InferenceUnavailableError
 from posecast.pipeline import PipelineOptions, PoseEstimator, default_threads
 from posecast.root import check_fov
 from posecast.runtime import DeviceUnavailableError, ModelNotFoundError
@@ -31,6 +32,13 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
                    help="auto = the temporal lifter for videos and the live stream when its file exists, else the "
                         "per-frame one (default auto)")
     p.add_argument("--threads", type=int, default=None, help="onnxruntime threads (default: half the cores)")
+    p.add_argument("--inference", default=PipelineOptions.inference, metavar="BACKEND",
+                   help="where the networks run: onnxruntime (in this process, default) or triton://HOST:PORT "
+                        "(a Triton server's gRPC port, e.g. from `posecast triton`; docs/scaling.md)")
+    p.add_argument("--detector-aspects", type=_aspects, default=None, metavar="A,B,...",
+                   help="detector input widths as aspects of its height, inputs padded up to the next one so "
+                        "streams batch on Triton; 'none' = the width follows the crop (default: none in process, "
+                        "0.75,1,1.333,2 on Triton)")
     p.add_argument("--input-height", type=int, default=PipelineOptions.input_height,
                    help="detector input height in pixels: smaller is faster, larger finds smaller people "
                         f"(default {PipelineOptions.input_height})")
@@ -46,19 +54,33 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
                         f"{WorldOptions.fov_deg:g}, a typical webcam; the page can change it)")
 
 
+def _aspects(text: str) -> tuple[float, ...]:
+    if text.strip().lower() == "none":
+        return ()
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'none' or aspects like 0.75,1,1.333,2, got {text!r}") from None
+    if any(not 0.5 <= v <= 2.0 for v in values):
+        raise argparse.ArgumentTypeError("aspects must lie in [0.5, 2] (the detector's width range)")
+    return values
+
+
 def pipeline_options(args: argparse.Namespace) -> PipelineOptions:
     smoothing = OneEuroOptions(args.min_cutoff, args.beta, args.d_cutoff) if args.smoothing else None
     return PipelineOptions(detector_path=args.detector, lifter_path=args.lifter, device=args.device,
                            threads=args.threads, input_height=args.input_height, smoothing=smoothing,
                            lifter_kind=args.lifter_kind, temporal_lifter_path=args.temporal_lifter,
-                           world=WorldOptions(fov_deg=check_fov(args.fov)))
+                           world=WorldOptions(fov_deg=check_fov(args.fov)), inference=args.inference,
+                           detector_aspects=args.detector_aspects)
 
 
 def open_estimator(args: argparse.Namespace) -> PoseEstimator:
     """The estimator for these options; CannotStart with the reason when it cannot be opened."""
     try:
         return PoseEstimator(pipeline_options(args))
-    except (ModelNotFoundError, DeviceUnavailableError, ValueError) as exc:
+    except (ModelNotFoundError, DeviceUnavailableError, InferenceSetupError, InferenceUnavailableError,
+            ValueError) as exc:
         raise CannotStart(str(exc)) from None
 
 
@@ -69,4 +91,4 @@ def describe(options: PipelineOptions) -> dict:
             "smoothing": asdict(options.smoothing) if options.smoothing is not None else None,
             "detector": Path(options.detector_path).name, "lifter": Path(options.lifter_path).name,
             "lifter_kind": options.lifter_kind, "temporal_lifter": Path(options.temporal_lifter_path).name,
-            "fov": options.world.fov_deg}
+            "fov": options.world.fov_deg, "inference": options.inference}

@@ -83,7 +83,11 @@ class PoseServer:
         self.recordings = RecordingStore(options.recording)
         # One inference worker: peers take turns. Two workers on 2 cores gave 4 clients 2.7 instead
         # of 2.5 fps each but p50 latency 350 instead of 210 ms: parallel runs fight over the cores.
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="inference")
+        # A remote backend (Triton) runs the networks elsewhere: several peers' frames are in flight at once,
+        # as many as it can batch and run (posecast/inference.py, Triton.concurrency).
+        self.backend = getattr(estimator, "backend", None)  # test doubles have none
+        workers = min(options.max_peers, self.backend.concurrency) if self.backend else 1
+        self.executor = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="inference")
         self._server: Server | None = None
         loopback.install()
         jitter.install()
@@ -114,9 +118,17 @@ class PoseServer:
     async def run_blocking(self, fn, *args):
         return await asyncio.get_running_loop().run_in_executor(self.executor, functools.partial(fn, *args))
 
+    def inference(self) -> dict:
+        """Which backend and provider serve the models, and (remote) what fails while it does not answer;
+        {} for an estimator without one (the test doubles)."""
+        return {**self.backend.info(), "error": self.backend.error} if self.backend is not None else {}
+
     def health(self) -> dict:
-        return {"status": "ok", "provider": self.estimator.provider, "peers": len(self.sessions),
-                "max_peers": self.options.max_peers}
+        inference = self.inference()
+        health = {"status": "inference_unavailable" if inference.get("error") else "ok",
+                  "provider": self.estimator.provider, "peers": len(self.sessions),
+                  "max_peers": self.options.max_peers}
+        return {**health, "inference": inference} if inference else health
 
     async def _http(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.method not in ALLOWED_METHODS:
@@ -131,7 +143,10 @@ class PoseServer:
         if request.headers.get("Upgrade", "").lower() == "websocket" or path == "/ws":
             return text_response(HTTPStatus.NOT_FOUND, "the websocket is at /ws")
         if path == "/healthz":
-            return json_response(self.health())
+            health = self.health()  # 503 while the inference server is down: a load balancer skips us
+            if health["status"] != "ok":
+                return response(HTTPStatus.SERVICE_UNAVAILABLE, json.dumps(health).encode(), "application/json")
+            return json_response(health)
         if path.startswith(RECORDINGS):
             return await asyncio.to_thread(self._download, path[len(RECORDINGS):])
         return await asyncio.to_thread(self.static.get, request.path)
@@ -160,8 +175,10 @@ class PoseServer:
 
     def hello(self) -> dict:
         o = self.options
+        inference = self.inference()
         return {"type": "hello", "version": PROTOCOL_VERSION, "skeleton": skeleton_info(),
-                "provider": self.estimator.provider, "models": self.estimator.models,
+                "provider": self.estimator.provider, **({"inference": inference} if inference else {}),
+                "models": self.estimator.models,
                 "frametag": {"bits": frametag.BITS, "cells": frametag.CELLS,
                              "cells_per_width": frametag.CELLS_PER_WIDTH},
                 "limits": {"max_message_bytes": o.max_message_bytes, "max_sdp_bytes": o.max_sdp_bytes,
@@ -285,7 +302,7 @@ class Session:
         if self.fov is not None:
             processor.set_fov(self.fov)
         self.peer = Peer(processor, server.run_blocking, self.outbox.send_pose,
-                         server.estimator.provider, server.options.ice_servers)
+                         server.estimator.provider, server.options.ice_servers, on_error=self.outbox.send)
         try:
             answer = await asyncio.wait_for(self.peer.answer(sdp), server.options.answer_timeout_s)
         except Exception as exc:  # noqa: BLE001 - aiortc raises many kinds on SDP it cannot use

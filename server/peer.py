@@ -21,6 +21,7 @@ from aiortc import MediaStreamTrack, RTCConfiguration, RTCIceServer, RTCPeerConn
 from aiortc.mediastreams import MediaStreamError
 
 from posecast import frametag, records
+from posecast.inference import InferenceUnavailableError
 from posecast.pipeline import FrameProcessor
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,7 @@ LIVE_FIELDS = frozenset({"type", "frame", "tagged", "pts", "received_ts", "serve
 
 # Runs a blocking function off the event loop (the server's shared inference executor).
 RunBlocking = Callable[..., Awaitable[Any]]
+INFERENCE_RETRY_S = 0.5  # while the inference server is down: one frame tried every so often
 
 
 def now_ms() -> float:
@@ -39,8 +41,11 @@ def now_ms() -> float:
 
 class Peer:
     def __init__(self, processor: FrameProcessor, run_blocking: RunBlocking, emit: Callable[[str], None],
-                 provider: str, ice_servers: tuple[str, ...] = ()) -> None:
+                 provider: str, ice_servers: tuple[str, ...] = (),
+                 on_error: Callable[[dict], None] | None = None) -> None:
         self.processor = processor
+        self.on_error = on_error  # takes an error message for the page (docs/protocol.md)
+        self._unavailable = False  # the inference server failed the last frame
         self.run_blocking = run_blocking
         self.emit = emit  # takes a pose message, already JSON-encoded
         self.provider = provider
@@ -112,9 +117,16 @@ class Peer:
                 continue
             try:
                 message = await self.run_blocking(self._process_latest)
+            except InferenceUnavailableError as exc:  # logged by the backend; the page is told once per outage
+                if not self._unavailable and self.on_error is not None:
+                    self.on_error({"type": "error", "code": exc.code, "message": str(exc)})
+                self._unavailable = True
+                await asyncio.sleep(INFERENCE_RETRY_S)  # then the newest frame is tried
+                continue
             except Exception:  # noqa: BLE001 - one bad frame must not end the stream
                 log.exception("processing a frame failed")
                 continue
+            self._unavailable = False
             if message is not None:
                 self.processed += 1
                 self.emit(message)

@@ -55,12 +55,13 @@ class RunningServer:
 
 
 @contextmanager
-def real_server(log_dir: Path, port: int | None = None) -> Iterator[RunningServer]:
-    """`python -m server` on port (default: a free one), up once /healthz answers; stopped afterwards."""
+def real_server(log_dir: Path, port: int | None = None, args: tuple[str, ...] = ()) -> Iterator[RunningServer]:
+    """`python -m server` on port (default: a free one), up once /healthz answers; stopped afterwards.
+    args: more command-line options for the server."""
     port = port or free_port()
     log_path = log_dir / f"server-{port}.log"
     with open(log_path, "ab") as out:
-        process = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port)],
+        process = subprocess.Popen([sys.executable, "-m", "server", "--port", str(port), *args],
                                    cwd=paths.ROOT, stdout=out, stderr=subprocess.STDOUT)
     server = RunningServer(f"http://127.0.0.1:{port}/", port, process, log_path)
     try:

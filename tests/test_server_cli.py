@@ -75,7 +75,8 @@ def test_starts_serves_and_stops_on_sigterm():
                 assert proc.poll() is None, proc.stderr.read()
                 assert time.monotonic() < deadline, "the server did not come up within 60 s"
                 time.sleep(0.2)
-        assert health == {"status": "ok", "provider": "CPU", "peers": 0, "max_peers": 4}
+        assert health == {"status": "ok", "provider": "CPU", "peers": 0, "max_peers": 4,
+                          "inference": {"backend": "onnxruntime", "provider": "CPU", "error": None}}
     finally:
         proc.send_signal(signal.SIGTERM)
         _, stderr = proc.communicate(timeout=20)

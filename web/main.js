@@ -96,6 +96,8 @@ function session() {
       if (state === "waiting") setState("waiting", { peer: `server error: ${msg.message}` });
       if (msg.code === "too_many_peers") busyMessage = msg.message;
       if (msg.code === "bad_record") recorder.refused(msg);
+      // The models' server (Triton) is down: shown until poses flow again.
+      if (msg.code === "inference_unavailable") setState("inference-unavailable", { error: msg.message });
     },
     recording: (msg) => recorder.message(msg),
     closed({ opened, code }) {

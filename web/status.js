@@ -17,6 +17,7 @@ export const STATES = {
   "server-unreachable": (d) => `Server unreachable. Retrying in ${d.retry} s…`,
   "server-lost": (d) => `Connection to the server lost. Reconnecting in ${d.retry} s…`,
   "server-busy": (d) => `The server is busy: ${d.error} Retrying in ${d.retry} s…`,
+  "inference-unavailable": (d) => `The server cannot run the pose models right now (${d.error}). Retrying…`,
 };
 
 export class Stats {

@@ -276,10 +276,16 @@ async def test_shutdown_while_streaming_closes_everyone_cleanly(serve, no_errors
     server = await serve(FakeEstimator(0.01))
     before = await Resources.now()
     clients = await asyncio.gather(*(stream(server, 0.5) for _ in range(3)))
+    await clients[0].send({"type": "record", "action": "start"})  # one of them is recording
+    while not any(m.get("type") == "recording" for _, m in clients[0].others):
+        await asyncio.sleep(0.05)
+    folder = server.recordings._folder
+    assert folder is not None and any(folder.iterdir())
     peers = [s.peer for s in server.sessions]
     started = time.monotonic()
     await server.stop()
     assert time.monotonic() - started < 5, "stopping took too long"
+    assert not folder.exists(), "the recordings' folder outlived the server"
     for client in clients:
         await wait_until(lambda: client.ws.close_code is not None, 5, "a client was not told")
         assert client.ws.close_code == 1001, "clients are told the server is going away"

@@ -134,9 +134,9 @@ def small_buffer_socket(port: int) -> socket.socket:
 async def test_a_client_that_pings_but_never_reads_is_closed_and_costs_nothing(serve, no_errors_logged):
     # 100 people per frame: ~110 kB pose messages fill the unread socket's buffers within seconds.
     server = await serve(FakeEstimator(0.0, people=100))
-    normal = await stream(server, 1.0, keep=10)  # what the clients keep would hide what the server holds
+    normal = await stream(server, 1.0, keep=1)  # what the clients keep (1 MB a pose here) is not the server's
     alone = await pose_rate(normal, 2.0)
-    hostile = PoseClient(ws_url(server), keep=10)
+    hostile = PoseClient(ws_url(server), keep=1)
     await hostile.connect(sock=small_buffer_socket(server.port), compression=None)  # the crowd compresses well
     await hostile.start_video(TaggedVideoTrack(drawn_frames(), 30))
     await hostile.wait_for_poses(1)

@@ -112,7 +112,7 @@ class PoseServer:
             self._server.close()
             await self._server.wait_closed()
         await asyncio.gather(*(s.close() for s in list(self.sessions)), return_exceptions=True)
-        self.recordings.close()
+        await self.recordings.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
     async def run_blocking(self, fn, *args):

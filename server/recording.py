@@ -147,6 +147,7 @@ class RecordingStore:
         self.by_token: dict[str, Recording] = {}
         self._folder: Path | None = None
         self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self.finishing: set[asyncio.Task] = set()  # BVH exports under way, awaited at close
 
     def new(self, header: dict) -> Recording:
         if self._folder is None:
@@ -178,7 +179,9 @@ class RecordingStore:
             handle.cancel()
         recording.delete()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Delete everything, once the BVH exports under way are done (they write into the folder)."""
+        await asyncio.gather(*self.finishing, return_exceptions=True)
         for recording in list(self.by_token.values()):
             self.delete(recording)
         if self._folder is not None:
@@ -194,7 +197,6 @@ class Recorder:
         self.outbox = outbox
         self.header = header
         self.recording: Recording | None = None  # the latest: recording, finishing, or ready for download
-        self._finishing: asyncio.Task | None = None
         self._time_up: asyncio.TimerHandle | None = None  # the time limit, even when no pose comes
 
     @property
@@ -236,7 +238,9 @@ class Recorder:
         log.info("recording stopped (%s): %d poses, %.1f s, %d bytes", reason, recording.frames,
                  recording.seconds, recording.bytes)
         self.outbox.send({"type": "recording", "state": "stopped", "reason": reason, **self._figures(recording)})
-        self._finishing = asyncio.create_task(self._finish(recording))
+        task = asyncio.create_task(self._finish(recording))
+        self.store.finishing.add(task)
+        task.add_done_callback(self.store.finishing.discard)
 
     def _on_pose_sent(self, text: str) -> None:
         if self.recording is not None and self.recording.add(text) is not None:  # a limit reached

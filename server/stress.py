@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import os
 import random
@@ -178,6 +179,12 @@ class FakeEstimator:
         return self.streams[-1]
 
 
+try:
+    _libc: ctypes.CDLL | None = ctypes.CDLL("libc.so.6")
+except OSError:  # not glibc
+    _libc = None
+
+
 @dataclass(frozen=True)
 class Resources:
     threads: int
@@ -191,6 +198,8 @@ class Resources:
         """A snapshot after settle_s and a garbage collection (what is still referenced, not what awaits GC)."""
         await asyncio.sleep(settle_s)
         gc.collect()
+        if _libc is not None:  # hand freed heap back to the system: RSS then shows what is held, not the peak
+            _libc.malloc_trim(0)
         with open("/proc/self/statm") as f:
             rss_pages = int(f.read().split()[1])
         return cls(threads=threading.active_count(), fds=len(os.listdir("/proc/self/fd")),

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from conftest import shared_path
 from page_browser import ARTIFACTS, open_page
-from page_servers import real_server
+from page_servers import RunningServer, blank_video, real_server
 from posecast import records
 from training.bvh import read_bvh
 
@@ -20,22 +22,33 @@ CLIP = "media/clips/dance_facing_camera_640x480_30fps.mjpeg"
 RECORD_MS = 3000
 
 
-def test_record_stop_and_download_jsonl_and_bvh(tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> RunningServer:
+    with real_server(tmp_path_factory.mktemp("server")) as running:
+        yield running
+
+
+def record_in_page(page, ms: int) -> dict:
+    """Click record, wait, click stop; posecast.recording once the downloads are ready."""
+    page.click("#record")
+    page.wait_for_function("() => posecast.recording.state === 'recording'", timeout=10_000)
+    page.wait_for_timeout(ms)
+    assert "Recording" in page.inner_text("#recording")
+    page.click("#record")
+    page.wait_for_function("() => posecast.recording.state === 'ready'", timeout=30_000)
+    return page.evaluate("() => posecast.recording")
+
+
+def test_record_stop_and_download_jsonl_and_bvh(server, tmp_path):
     clip = shared_path(CLIP)
-    with real_server(tmp_path) as server, open_page(server.url, tmp_path, video=clip) as page:
+    with open_page(server.url, tmp_path, video=clip) as page:
         policy = []  # the page must need nothing its Content-Security-Policy forbids
         page.on("console", lambda m: policy.append(m.text) if "Content Security Policy" in m.text else None)
         page.reload()  # from the start, with the listener on
         page.wait_for_function("() => posecast.state === 'live'", timeout=60_000)
         assert "at most 10:00 min or 64 MB" in page.inner_text("#recording"), "the limits are said in the page"
 
-        page.click("#record")
-        page.wait_for_function("() => posecast.recording.state === 'recording'", timeout=10_000)
-        page.wait_for_timeout(RECORD_MS)
-        assert "Recording" in page.inner_text("#recording")
-        page.click("#record")
-        page.wait_for_function("() => posecast.recording.state === 'ready'", timeout=30_000)
-        recording = page.evaluate("() => posecast.recording")
+        recording = record_in_page(page, RECORD_MS)
         log.info("recorded: %s", recording)
         assert recording["poses"] == recording["frames"] > 5, recording
         assert recording["bvhError"] is None
@@ -60,3 +73,13 @@ def test_record_stop_and_download_jsonl_and_bvh(tmp_path):
     assert not policy, f"Content-Security-Policy violations: {policy}"
     log.info("%d poses in %.1f s; files %s", len(frames), frames[-1]["t"],
              {k: v.stat().st_size for k, v in files.items()})
+
+
+def test_with_nobody_in_view_the_page_says_why_there_is_no_bvh(server, tmp_path):
+    with open_page(server.url, tmp_path, video=blank_video(tmp_path)) as page:
+        page.wait_for_function("() => posecast.state === 'no-person'", timeout=60_000)
+        recording = record_in_page(page, 1000)
+        assert recording["downloads"]["bvh"] is None and recording["downloads"]["jsonl"]
+        shown = page.inner_text("#recording")
+        assert "no BVH: no person in any of" in shown, shown
+        assert page.locator("#download-jsonl").is_visible() and page.locator("#download-bvh").count() == 0

@@ -21,6 +21,7 @@ export class Recorder {
     this.limits = null;
     this.state = "off"; // off (no session) | idle | starting | recording | stopping | ready
     this.poses = 0; // pose messages received while recording
+    this.counting = false; // from the server's `recording` to its `stopped`: what it records (also after Stop)
     this.result = null; // the server's `ready` message
     this.startedAt = 0;
     this.timer = null;
@@ -39,6 +40,7 @@ export class Recorder {
   /** The session ended: the server deletes a client's recordings when it leaves. */
   detach() {
     this.send = null;
+    this.counting = false;
     this.result = null;
     this.set("off");
   }
@@ -54,19 +56,21 @@ export class Recorder {
     }
   }
 
-  /** Every pose message: counted while recording (the server records exactly these). */
+  /** Every pose message: counted while the server records (it records exactly these). */
   pose() {
-    if (this.state === "recording") this.poses++;
+    if (this.counting) this.poses++;
   }
 
   /** The server's `recording` messages. */
   message(msg) {
     if (msg.state === "recording") {
       this.poses = 0;
+      this.counting = true;
       this.result = null;
       this.startedAt = performance.now();
       this.set("recording");
     } else if (msg.state === "stopped") {
+      this.counting = false;
       this.set("stopping");
     } else if (msg.state === "ready") {
       this.result = msg;

@@ -39,18 +39,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def _aspects(text: str) -> tuple[float, ...]:
-    if text.strip().lower() == "none":
-        return ()
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected 'none' or aspects like 0.75,1,1.333,2, got {text!r}") from None
-    if any(not 0.5 <= v <= 2.0 for v in values):
-        raise argparse.ArgumentTypeError("aspects must lie in [0.5, 2] (the detector's width range)")
-    return values
-
-
 class CannotListen(Exception):
     pass
 

@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", type=Path, nargs="+", default=None,
                         help="--anchor: detector models to compare (default: --model)")
     parser.add_argument("--crop-margin", type=float, default=None, help="--anchor: tracked crop margin override")
-    parser.add_argument("--search-height", type=int, default=DetectorOptions.search_height,
-                        help="--anchor: input height of the whole-frame search pass (0: one pass at --sizes)")
+    parser.add_argument("--search-heights", type=int, nargs="+", default=[DetectorOptions.search_height or 0],
+                        help="--anchor: input heights of the whole-frame search pass when nobody is tracked "
+                             "(0: one whole-frame pass at the input height, no crops)")
 
 
 @dataclass
@@ -82,12 +83,13 @@ def run_anchor(args: argparse.Namespace) -> int:
     sizes = args.sizes or [PipelineOptions.input_height]
     threads = args.threads or 1
     configs = []
-    for model, height in itertools.product(models, sizes):
+    for model, height, search in itertools.product(models, sizes, args.search_heights):
         options = DetectorOptions(model_path=model, input_height=height, device="cpu", threads=threads,
-                                  search_height=args.search_height or None)
+                                  search_height=search or None)
         if args.crop_margin is not None:
             options = replace(options, tracking=replace(options.tracking, crop_margin=args.crop_margin))
-        configs.append((Row(f"{model.stem} {height}h"), options, create_session(model, "cpu", threads=threads)))
+        name = f"{model.stem} {height}h " + (f"search {search}" if search else "one pass")
+        configs.append((Row(name), options, create_session(model, "cpu", threads=threads)))
     reference = Row("MediaPipe Pose full")
     print(f"{len(clips)} clips, frames fitted into {FRAME[0]}x{FRAME[1]}; ours: {threads} onnxruntime thread(s), "
           f"tracking on; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
@@ -124,12 +126,12 @@ def run_anchor(args: argparse.Namespace) -> int:
             row.coco.add(image.people, [(p.keypoints, p.confidence) for p in detection.people])
     still.close()
     base = float(np.median(reference.wall))
-    print(f"\n{'configuration':<28} {'p50':>6} {'p95':>6} {'cpu/frame':>9} {'ratio':>6}   "
+    print(f"\n{'configuration':<36} {'p50':>6} {'p95':>6} {'cpu/frame':>9} {'ratio':>6}   "
           f"{'vs MediaPipe on the clips':<52} COCO ground truth (first frames)")
     for row in [reference] + [c[0] for c in configs]:
         p50 = float(np.median(row.wall))
         vs = "(reference)" if row is reference else row.vs_mediapipe.summary()
-        print(f"{row.name:<28} {p50:6.1f} {np.percentile(row.wall, 95):6.1f} {np.mean(row.cpu):9.1f} "
+        print(f"{row.name:<36} {p50:6.1f} {np.percentile(row.wall, 95):6.1f} {np.mean(row.cpu):9.1f} "
               f"{p50 / base:6.2f}   {vs:<52} {row.coco.summary()}")
     print("\n(ms per frame; ratio = p50 / MediaPipe's p50; MediaPipe picks one person per image: its COCO "
           "figure counts every annotated person, found or not)")

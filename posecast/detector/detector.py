@@ -33,14 +33,20 @@ Result = tuple[np.ndarray, np.ndarray, np.ndarray]   # people of one frame: [N,1
 @dataclass
 class DetectorOptions:
     model_path: Path = paths.DETECTOR_ONNX
-    input_height: int = 256          # network input height (multiple of 8); width follows the crop aspect
+    input_height: int = 224          # network input height (multiple of 8); width follows the crop aspect
     device: Device = "auto"
     threads: int | None = None
     peak_threshold: float = 0.1      # heatmap value a part candidate needs
     track: bool = True               # crop around the main person of the previous frame; False: search every frame
-    # Two-pass search when nobody is tracked: the whole frame at this (low) input height finds people, then each
-    # one's crop runs at input_height. None: one pass over the whole frame at input_height.
-    search_height: int | None = 160
+    # Two-pass search (track=False, or live_search): the whole frame at this input height finds people, then each
+    # one's crop runs at search_crop_height. None: one pass over the whole frame at input_height. Measured on the COCO
+    # photos (docs/detector.md): a whole-frame pass below 320 misses small people, which no crop brings back.
+    search_height: int | None = 320
+    search_crop_height: int = 320    # input height of the search's crop per person (higher than tracked crops:
+    #                                  the search runs on still images and first frames, where accuracy comes first)
+    # With tracking, frames with nobody tracked (the first, a lost track) get one whole-frame pass at input_height
+    # unless this is set: on the clips the search raised p95 and CPU per frame and did not raise agreement.
+    live_search: bool = False
     search_margin: float = 0.5       # search crop margin per side, as a fraction of the person's box size
     search_people: int = 8           # at most this many crops per search (the best-scored people)
     paf: PafOptions = field(default_factory=PafOptions)
@@ -118,9 +124,8 @@ class Detector:
         return result
 
     def _search(self, frame: np.ndarray, timings: dict[str, float]) -> tuple[Box, Result]:
-        """Nobody tracked: find people in the whole frame at low resolution, then look again at each of them
-        through a crop at the full input height (a person who is small in the frame, lying or stretched
-        out comes out much better). Returns the region the network saw (the crops' union) and the people."""
+        """Nobody tracked: find people in the whole frame, then look again at each of them through a crop
+        (a person who is small in the frame, lying or stretched out comes out much better). Returns the region the network saw (the crops' union) and the people."""
         h, w = frame.shape[:2]
         full: Box = (0, 0, w, h)
         o = self.options
@@ -131,12 +136,17 @@ class Detector:
         for i in np.argsort(-coarse[2], kind="stable")[:o.search_people]:
             crop = crop_around(coarse[0][i], coarse[1][i], (w, h), o.search_margin, o.tracking)
             if crop is None:             # this person fills most of the frame: look at all of it, once
-                return full, self._detect(frame, full, timings)
+                return full, self._detect(frame, full, timings, o.search_crop_height)
             crops.append((i, crop))
-        found = [self._detect(frame, crop, timings) for _, crop in crops]
-        # someone a crop missed keeps the coarse pass's keypoints
-        parts = [r for r in found if len(r[0])] + [tuple(a[[i]] for a in coarse)
-                                                 for (i, _), r in zip(crops, found) if not len(r[0])]
+        parts = []
+        for i, crop in crops:
+            closer = self._detect(frame, crop, timings, o.search_crop_height)
+            # a crop that sees less of the person than the whole frame did (it cut them, or split them into
+            # fragments) gives way to the whole frame's keypoints
+            if len(closer[0]) and (closer[1] > 0).sum(1).max() >= (coarse[1][i] > 0).sum():
+                parts.append(closer)
+            else:
+                parts.append(tuple(a[[i]] for a in coarse))
         if not parts:
             return full, coarse
         keypoints, confidence, scores = (np.concatenate(a) for a in zip(*parts))
@@ -158,8 +168,11 @@ class Detector:
             if len(keypoints) == 0:
                 log.debug("nobody in the crop %s: searching the whole frame", crop)
                 crop = None              # the person left the crop: search the whole frame at once
-        if crop is None:
+        if crop is None and (self.options.live_search or not self.options.track):
             crop, (keypoints, confidence, scores) = self._search(frame_bgr, timings)
+        elif crop is None:
+            crop = (0, 0, w, h)
+            keypoints, confidence, scores = self._detect(frame_bgr, crop, timings)
         t0 = time.perf_counter()
         if self.options.track:
             ids, main = self.tracker.update(keypoints, confidence, scores, (w, h))

@@ -33,7 +33,7 @@ Result = tuple[np.ndarray, np.ndarray, np.ndarray]   # people of one frame: [N,1
 @dataclass
 class DetectorOptions:
     model_path: Path = paths.DETECTOR_ONNX
-    input_height: int = 224          # network input height (multiple of 8); width follows the crop aspect
+    input_height: int = 192          # tracked crops' network input height (multiple of 8); width follows the crop
     device: Device = "auto"
     threads: int | None = None
     peak_threshold: float = 0.1      # heatmap value a part candidate needs

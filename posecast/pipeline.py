@@ -76,9 +76,9 @@ class PipelineOptions:
     lifter_path: Path = paths.LIFTER_ONNX
     device: Device = "auto"
     threads: int | None = None  # onnxruntime intra-op threads; None = half the cores (see default_threads)
-    # Detector input height in pixels. Live default below the detector's own 256: on 2 cores, 224 is what meets
-    # the latency targets with one thread (docs/server.md); pass 256+ where cores or a GPU allow.
-    input_height: int = 224
+    # Detector input height of the tracked crops: the detector's own default (192: the fastest setting that keeps
+    # its accuracy, docs/detector.md); pass 224+ where cores or a GPU allow.
+    input_height: int = DetectorOptions.input_height
     smoothing: OneEuroOptions | None = OneEuroOptions()  # None = off
     # "auto": the temporal lifter where its weights exist (LIVE_STREAM / VIDEO), else the per-frame one.
     lifter_kind: Literal["auto", "temporal", "frame"] = "auto"

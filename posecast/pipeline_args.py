@@ -23,7 +23,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                    help="where the models run: auto = CUDA when really active, else the CPU (default auto)")
     p.add_argument("--detector", type=Path, default=PipelineOptions.detector_path, metavar="ONNX",
-                   help="2D detector model (default weights/openpose.onnx)")
+                   help=f"2D detector model (default weights/{PipelineOptions.detector_path.name}; the full "
+                        "6-stage model: weights/openpose.onnx)")
     p.add_argument("--lifter", type=Path, default=PipelineOptions.lifter_path, metavar="ONNX",
                    help="2D-to-3D lifter model (default weights/lifter.onnx)")
     p.add_argument("--temporal-lifter", type=Path, default=PipelineOptions.temporal_lifter_path, metavar="ONNX",

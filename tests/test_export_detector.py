@@ -15,6 +15,7 @@ from export import detector as export_detector
 from export.cmu import caffemodel_bytes, torch_model, weights_from_caffemodel
 from export.tf_graph import _CLASSES
 from export.tfpose import OUTPUT_NODE, convert
+from posecast import paths
 from posecast.detector import Detector, DetectorOptions
 from tests.conftest import shared_path
 
@@ -49,6 +50,8 @@ def test_tfpose_with_fewer_stages_still_finds_people(tmp_path):
     cached_sdist()
     session, manifest = run_export(tmp_path, "--no-download", "--stages", "3")
     assert manifest["source"]["stages"] == 3
+    committed = json.loads(paths.DETECTOR_ONNX.with_suffix(".json").read_text())
+    assert manifest["sha256"] == committed["sha256"], "the default detector is rebuilt byte for byte"
     assert len(session.get_outputs()) == 2
     image = cv2.imread(str(shared_path("media/images/tfpose_p2.jpg")))        # two people
     assert len(Detector(DetectorOptions(track=False), session=session)(image).people) == 2

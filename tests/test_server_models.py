@@ -42,7 +42,7 @@ async def test_dancer_clip_gives_plausible_3d_poses(estimator):
     clip = shared_path("media/clips/dance_facing_camera.mp4")
     hello, poses = await run_stream(estimator, clip_frames(clip), 3.0)
     assert hello["provider"] == "CPU" and hello["smoothing"] is True
-    assert hello["models"]["detector"]["file"] == "openpose.onnx"
+    assert hello["models"]["detector"]["file"] == paths.DETECTOR_ONNX.name
     assert hello["models"]["lifter"]["file"] == "lifter.onnx"
 
     with_people = [m for m in poses if m["people"]]

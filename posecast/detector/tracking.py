@@ -223,16 +223,25 @@ class Tracker:
         track = self.main_track()
         if track is None or track.age > 0:
             return None
-        w, h = frame_size
-        box = box_of(track.keypoints, track.confidence)
-        side = max(box[2] - box[0], box[3] - box[1])
-        margin = self.options.crop_margin * side
-        min_side = self.options.min_crop * min(w, h)
-        cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-        half_w = max(box[2] - box[0] + 2 * margin, min_side) / 2
-        half_h = max(box[3] - box[1] + 2 * margin, min_side) / 2
-        x0, x1 = int(max(0, np.floor(cx - half_w))), int(min(w, np.ceil(cx + half_w)))
-        y0, y1 = int(max(0, np.floor(cy - half_h))), int(min(h, np.ceil(cy + half_h)))
-        if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) > self.options.full_frame_area * w * h:
-            return None
-        return x0, y0, x1, y1
+        return crop_around(track.keypoints, track.confidence, frame_size, self.options.crop_margin, self.options)
+
+
+def crop_around(keypoints: np.ndarray, confidence: np.ndarray, frame_size: tuple[int, int], margin: float,
+                options: TrackingOptions) -> Box | None:
+    """The frame region around a person's keypoints plus `margin` x their box's longer side on each side (at
+    least options.min_crop of the frame's shorter side), clipped to the frame; None when that region would
+    cover most of the frame anyway (then the whole frame is the better view)."""
+    w, h = frame_size
+    box = box_of(keypoints, confidence)
+    if box is None:
+        return None
+    pad = margin * max(box[2] - box[0], box[3] - box[1])
+    min_side = options.min_crop * min(w, h)
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    half_w = max(box[2] - box[0] + 2 * pad, min_side) / 2
+    half_h = max(box[3] - box[1] + 2 * pad, min_side) / 2
+    x0, x1 = int(max(0, np.floor(cx - half_w))), int(min(w, np.ceil(cx + half_w)))
+    y0, y1 = int(max(0, np.floor(cy - half_h))), int(min(h, np.ceil(cy + half_h)))
+    if x1 <= x0 or y1 <= y0 or (x1 - x0) * (y1 - y0) > options.full_frame_area * w * h:
+        return None
+    return x0, y0, x1, y1

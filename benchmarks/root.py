@@ -132,7 +132,7 @@ def _climb(folder: Path) -> list[Clip]:
 
 def _bandai(archive: Path, limit: int) -> list[Clip]:
     """Held-out Bandai clips (the split training uses), with their root motion."""
-    from training.bvh import forward_kinematics, read_bvh
+    from posecast.bvh import forward_kinematics, read_bvh
     from training.rigs import find_rig, landmark_indices
     from training.sources import clip_action, split_clips, unpack
 

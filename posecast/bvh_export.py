@@ -11,7 +11,7 @@ bone lengths vary a little from frame to frame. So the export fits a skeleton (d
 - bones whose ends are missing in a frame keep their last good local rotation (before the first good
   one: the first good one; a bone never seen stays in the rest pose).
 Axes: camera (x right, y down, z away) -> BVH (X the person's left when facing the camera, Y up, Z
-towards the camera), the same proper rotation the training data uses (training.cameras.WORLD_TO_CAMERA).
+towards the camera), the same proper rotation the training data uses (posecast.bvh.WORLD_TO_CAMERA).
 """
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from posecast.skeleton import H, H36M17, H36M17_EDGES, H36M17_MIRROR
-from training.bvh import forward_kinematics
-from training.cameras import WORLD_TO_CAMERA
+from posecast.bvh import forward_kinematics
+from posecast.bvh import WORLD_TO_CAMERA
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class Node:
 
 
 def nodes() -> list[Node]:
-    """The file's hierarchy, depth first, as the reader in training/bvh.py lists it."""
+    """The file's hierarchy, depth first, as the reader in posecast/bvh.py lists it."""
     out: list[Node] = []
 
     def visit(k: int, parent: int) -> None:
@@ -166,7 +166,7 @@ def swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def matrix_to_euler(r: np.ndarray, order: str) -> np.ndarray:
     """Rotations [...,3,3] -> intrinsic Euler angles [...,3] in radians, the inverse of
-    training.bvh.euler_to_matrix: r = R_order[0](a0) @ R_order[1](a1) @ R_order[2](a2)."""
+    posecast.bvh.euler_to_matrix: r = R_order[0](a0) @ R_order[1](a1) @ R_order[2](a2)."""
     i, j, k = ("XYZ".index(a) for a in order)
     e = 1.0 if (i, j, k) in ((0, 1, 2), (1, 2, 0), (2, 0, 1)) else -1.0
     middle = np.arcsin(np.clip(e * r[..., i, k], -1.0, 1.0))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_path
-from training.bvh import BvhError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh
+from posecast.bvh import BvhError, euler_to_matrix, forward_kinematics, parse_bvh, read_bvh
 from training.rigs import LANDMARKS, L, find_rig, landmark_indices
 
 TINY = """HIERARCHY

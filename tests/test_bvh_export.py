@@ -15,8 +15,9 @@ from posecast.bvh_export import JOINTS, bvh_text, matrix_to_euler, nodes, swing,
 from posecast.lifter import Lifter
 from posecast.skeleton import C, H, H36M17, H36M17_EDGES, coco18_to_h36m17
 from training.body import coco18_points, h36m17_from_coco3d
-from training.bvh import axis_rotation, euler_to_matrix, forward_kinematics, parse_bvh
-from training.cameras import WORLD_TO_CAMERA, CameraRanges, random_cameras
+from posecast.bvh import axis_rotation, euler_to_matrix, forward_kinematics, parse_bvh
+from posecast.bvh import WORLD_TO_CAMERA
+from training.cameras import CameraRanges, random_cameras
 from training.sources import load_bvh_folder
 
 from synthetic_bvh import write_bvh as write_synthetic_bvh

@@ -101,8 +101,8 @@ def test_clip_bvh_plays_the_recorded_main_person(tmp_path):
     """--bvh: the file parses with the project's reader, has a frame per JSONL line at the clip's rate, and its
     forward kinematics reproduce the recorded joints within a few centimetres (a BVH has fixed bone lengths)."""
     from posecast.bvh_export import nodes
-    from training.bvh import forward_kinematics, read_bvh
-    from training.cameras import WORLD_TO_CAMERA
+    from posecast.bvh import forward_kinematics, read_bvh
+    from posecast.bvh import WORLD_TO_CAMERA
 
     clip = shared_path("media/clips/dance_facing_camera.mp4")
     result = run_process(clip, "--out", tmp_path, "--bvh", "--max-frames", FRAMES)

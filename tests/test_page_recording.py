@@ -2,7 +2,7 @@
 
 Headless Chromium with the fake camera playing the dancer clip (tests/page_browser.py), `python -m server`
 with the real models. The downloads must hold what the page received while recording: one JSON line per
-pose message after the header, and a BVH that training/bvh.py parses with as many frames.
+pose message after the header, and a BVH that posecast/bvh.py parses with as many frames.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from conftest import shared_path
 from page_browser import ARTIFACTS, open_page
 from page_servers import RunningServer, blank_video, real_server
 from posecast import records
-from training.bvh import read_bvh
+from posecast.bvh import read_bvh
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from server.recording import RecordingLimits
 from server.stress import FakeEstimator
 from server_fixtures import serve, stream  # noqa: F401 (serve is a fixture)
 from tests.conftest import model_path, shared_path
-from training.bvh import parse_bvh
+from posecast.bvh import parse_bvh
 
 CLIP = "media/clips/dance_facing_camera.mp4"
 

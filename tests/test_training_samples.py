@@ -6,7 +6,7 @@ import pytest
 
 from posecast.skeleton import C, H
 from training.body import DefinitionJitter, coco18_points, head_frame_from_body
-from training.bvh import forward_kinematics
+from posecast.bvh import forward_kinematics
 from training.cameras import CameraRanges, random_cameras
 from training.data import LEG_JOINTS, Dropout, SampleOptions, apply_condition, synthesize
 from training.legprior import borrowed_legs

@@ -8,11 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bvh import axis_rotation
+from posecast.bvh import WORLD_TO_CAMERA, axis_rotation
 
 IMAGE_SIZES = ((640, 480), (1280, 720), (1920, 1080), (480, 640), (720, 1280))
-# World (Y up, Z towards the viewer) to camera (y down, z away): a proper rotation.
-WORLD_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
 @dataclass

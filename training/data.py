@@ -16,7 +16,7 @@ import numpy as np
 from posecast.skeleton import C, COCO18_MIRROR, H, coco18_to_h36m17
 
 from .body import DefinitionJitter, coco18_points, h36m17_from_coco3d
-from .bvh import forward_kinematics
+from posecast.bvh import forward_kinematics
 from .cameras import CameraRanges, Cameras, random_cameras
 from .posespace import PoseAugment, RigParts, augment_rotations, tilt_bodies
 from .rigs import L

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .bvh import forward_kinematics
+from posecast.bvh import forward_kinematics
 from .rigs import L, body_axes, unit
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .body import head_frame_from_body
-from .bvh import forward_kinematics, read_bvh
+from posecast.bvh import forward_kinematics, read_bvh
 from .data import MotionSet
 from .rigs import HOLOSOMA, LANDMARKS, LEG_MM, L, RigMap, find_rig, landmark_indices
 

@@ -1,4 +1,4 @@
-"""BVH motion capture: a small numpy reader and forward kinematics.
+"""BVH motion capture: the project's one BVH reader (training data, tests of the exporter) and forward kinematics.
 
 Any rig: joints with 3 or 6 channels in any order, end sites kept as joints of their own
 (named `<parent>_end`, no channels). Rotations are intrinsic Euler angles in channel order,
@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 
 _AXES = {"X": 0, "Y": 1, "Z": 2}
+# World (BVH: Y up, Z towards the viewer) to camera axes (the lifter's: y down, z away): a proper rotation.
+WORLD_TO_CAMERA = np.diag([1.0, -1.0, -1.0])
 
 
 class BvhError(ValueError):

@@ -133,8 +133,8 @@ def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibr
     """Make a windowed MLP compute what the per-frame lifter computes on the newest frame.
 
     The ONNX file holds each Linear with its batch norm folded in. Each Linear gets the folded
-    weights (the newest frame's columns of the stem; the older frames' at zero), scaled down to
-    the max-norm bound, and its batch norm is set to undo that scale around the layer's own
+    weights (the newest frame's columns of the stem; the older frames' at zero), each row scaled
+    to the max-norm bound, and its batch norm is set to undo that scale around the layer's own
     training-mode statistics on `calibration` windows: exact in eval mode, and in training mode
     about what the per-frame lifter computed while it trained."""
     if net.opts.arch != "mlp":
@@ -152,7 +152,9 @@ def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibr
             w = full
         if linear.weight.shape != w.shape:
             raise ValueError(f"{name}: per-frame {tuple(w.shape)} does not fit {tuple(linear.weight.shape)}")
-        scale = 1.0 / w.norm(dim=1).clamp(min=1.0)
+        # Rows at the max-norm bound, as training keeps them: the folded weights are much smaller,
+        # and Adam's steps (the same size for any weight) would be large against them.
+        scale = 1.0 / w.norm(dim=1).clamp(min=1e-6)
         linear.weight.copy_(w * scale[:, None])
         linear.bias.copy_(b * scale)
         scales[norm] = scale

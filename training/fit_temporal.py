@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,19 @@ class TemporalFitOptions:
     checkpoint_minutes: float = 4.0
     eval_frames: int = 1500           # live frames per validation set and condition scored each epoch
     history_only: bool = False        # train only the older frames' input weights (the rest stays per-frame)
+    noise_px: float | None = None     # detector noise floor (px, per window up to this); None: the per-frame recipe's
+    static_noise: float | None = None  # None: WindowOptions' default
+    legs: float | None = None         # probability of knees/ankles gone over a stretch; None: the default
+
+    def window_options(self) -> WindowOptions:
+        opts = WindowOptions(window=self.model.window)
+        if self.noise_px is not None:
+            opts.sample.noise = replace(opts.sample.noise, floor_px=self.noise_px)
+        if self.static_noise is not None:
+            opts.static_noise = self.static_noise
+        if self.legs is not None:
+            opts.dropout = replace(opts.dropout, legs=self.legs)
+        return opts
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -76,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--minutes", type=float, help="time budget: the learning rate decays over it")
     parser.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes)
     parser.add_argument("--eval-frames", type=int, default=d.eval_frames)
+    parser.add_argument("--noise-px", type=float, help="2D noise floor, pixels (default: the per-frame recipe's 3)")
+    parser.add_argument("--static-noise", type=float, help="largest share of the noise fixed over a window (default 0.6)")
+    parser.add_argument("--legs", type=float, help="probability of knees/ankles gone over a stretch (default 0.3)")
     parser.add_argument("--history-only", action="store_true",
                         help="train only the older frames' input weights of a model started from the per-frame lifter")
 
@@ -86,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
                                                                    args.dropout),
                               init, args.epochs, args.samples_per_epoch, args.batch, args.lr, args.lr_final,
                               args.seed, args.threads, args.minutes, args.checkpoint_minutes, args.eval_frames,
-                              args.history_only)
+                              args.history_only, args.noise_px, args.static_noise, args.legs)
     fit_temporal(opts)
     return 0
 
@@ -100,7 +116,7 @@ def fit_temporal(opts: TemporalFitOptions) -> dict:
     stats, per_frame = per_frame_weights(opts.init or paths.LIFTER_ONNX)
     opts.out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(opts.seed)
-    wopts = WindowOptions(window=opts.model.window)
+    wopts = opts.window_options()
     net = TemporalNet(stats, opts.model)
     last = opts.out / "last.pt"
     state = {"epoch": 0, "step_in_epoch": 0, "history": [], "best_score": math.inf, "train_seconds": 0.0}

@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from posecast.skeleton import H
+
 from .model import JOINTS, PASS_MM, Block, normalise_2d
 
 FEATURES = JOINTS * 3  # per frame: 17 x (x, y) standardised + 17 visibility flags
@@ -37,6 +39,9 @@ class TemporalOptions:
     width: int = 1024
     blocks: int = 2
     dropout: float = 0.1
+    # Joints missing in the newest frame but seen in the window are filled in from their latest
+    # sightings (see hold_missing), weighted by exp(-frames ago / hold_tau); 0: off.
+    hold_tau: float = 1.5
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -69,6 +74,10 @@ class TemporalNet(nn.Module):
     def standardised(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         """[N,T,17,2] pixels + [N,T,17] -> standardised 3D of the newest frame's 16 non-pelvis joints [N,48]."""
         n, t = keypoints.shape[0], self.opts.window
+        if self.opts.hold_tau > 0:
+            held, seen = hold_missing(keypoints, confidence, self.opts.hold_tau)
+            keypoints = torch.cat([keypoints[:, :-1], held.unsqueeze(1)], 1)
+            confidence = torch.cat([confidence[:, :-1], seen.unsqueeze(1)], 1)
         pose, weight = normalise_2d(keypoints.reshape(-1, JOINTS, 2), confidence.reshape(-1, JOINTS))
         x = torch.where(weight.unsqueeze(-1) > 0, (pose - self.mean2d) / self.std2d, torch.zeros_like(pose))
         features = torch.cat([x.flatten(1), weight], 1).reshape(n, t, FEATURES)
@@ -102,6 +111,34 @@ class TemporalNet(nn.Module):
             if isinstance(module, (nn.Linear, nn.Conv1d)) and module not in (self.head, self.pass_scale):
                 flat = module.weight.view(module.weight.shape[0], -1)
                 flat.copy_(torch.renorm(flat, 2, 0, max_norm))
+
+
+HOLD_ANCHORS = ((H["r_hip"], H["l_hip"]), (H["r_shoulder"], H["l_shoulder"]))
+
+
+def hold_missing(keypoints: torch.Tensor, confidence: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The newest frame [N,17,2], [N,17] with its missing joints filled in from the window.
+
+    A joint missing now but seen in earlier frames is placed where it last was relative to the
+    hips' midpoint (or the shoulders', when the hips are not seen now), carried to where that
+    midpoint is now: the legs a person had a moment ago, not a guess. Sightings are weighted by
+    exp(-frames ago / tau). Missing coordinates are replaced before any arithmetic, as everywhere."""
+    t = keypoints.shape[1]
+    vis = confidence > 0
+    kp = torch.where(vis.unsqueeze(-1), keypoints, torch.zeros_like(keypoints))
+    age = torch.arange(t - 1, -1, -1, dtype=kp.dtype, device=kp.device)
+    decay = torch.exp(-age / tau).view(1, t, 1)
+    held, seen = kp[:, -1], confidence[:, -1]
+    for joints in HOLD_ANCHORS:
+        anchor_seen = vis[:, :, list(joints)].all(-1)                    # [N,T]
+        anchor = kp[:, :, list(joints)].mean(2)                         # [N,T,2]
+        w = decay * (vis & anchor_seen.unsqueeze(-1)).to(kp.dtype)      # [N,T,17]
+        total = w.sum(1)
+        rel = (w.unsqueeze(-1) * (kp - anchor.unsqueeze(2))).sum(1) / total.clamp(min=1e-6).unsqueeze(-1)
+        fill = (seen <= 0) & (total > 0) & anchor_seen[:, -1:]
+        held = torch.where(fill.unsqueeze(-1), rel + anchor[:, -1].unsqueeze(1), held)
+        seen = torch.where(fill, torch.ones_like(seen), seen)
+    return held, seen
 
 
 class ConvBlock(nn.Module):

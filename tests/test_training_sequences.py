@@ -117,7 +117,7 @@ def test_windows_of_pad_before_the_track_start():
 def test_mlp_starts_as_the_per_frame_lifter(dataset: SequenceFiles):
     """Initialised from weights/lifter.onnx, the windowed MLP answers what the per-frame lifter answers."""
     stats, weights = per_frame_weights(paths.LIFTER_ONNX)
-    net = TemporalNet(stats, TemporalOptions(window=5))
+    net = TemporalNet(stats, TemporalOptions(window=5, hold_tau=0.0))  # the MLP alone, no filled-in joints
     (motion,) = dataset.load_motion()
     w = synthesize_windows(motion, np.arange(100, 400, 3), np.random.default_rng(0), WindowOptions(window=5))
     init_from_per_frame(net, weights, (torch.from_numpy(w.keypoints), torch.from_numpy(w.confidence)))

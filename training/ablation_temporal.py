@@ -3,13 +3,16 @@
 Every configuration trains on the same number of windows (not the same time: the machine is
 shared), then its best checkpoint is scored on the validation tracks at live rates, as the
 per-frame lifter with and without One-Euro is. Resumable: a rerun skips finished runs. Short
-runs: read the table for large effects only.
+runs: read the table for large effects only. Each trained model is scored twice: as trained
+(the hold of missing joints off, as it was trained; see temporal_model.hold_missing)
+and with it on.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from posecast import paths
@@ -22,12 +25,14 @@ from .temporal_model import TemporalOptions, load_temporal
 
 log = logging.getLogger(__name__)
 # name: (model, start from the per-frame lifter, first learning rate)
+# Trained without the hold of missing joints (the architectures alone), scored without and with it.
 CONFIGS: dict[str, tuple[TemporalOptions, bool, float]] = {
-    "mlp-27-init": (TemporalOptions("mlp", 27, 1024, 2), True, 2.5e-5),
-    "mlp-27-scratch": (TemporalOptions("mlp", 27, 1024, 2), False, 1e-3),
-    "tcn-27-scratch": (TemporalOptions("tcn", 27, 512, 2), False, 1e-3),
-    "mlp-9-init": (TemporalOptions("mlp", 9, 1024, 2), True, 2.5e-5),
+    "mlp-27-init": (TemporalOptions("mlp", 27, 1024, 2, hold_tau=0.0), True, 2.5e-5),
+    "mlp-27-scratch": (TemporalOptions("mlp", 27, 1024, 2, hold_tau=0.0), False, 1e-3),
+    "tcn-27-scratch": (TemporalOptions("tcn", 27, 512, 2, hold_tau=0.0), False, 1e-3),
+    "mlp-9-init": (TemporalOptions("mlp", 9, 1024, 2, hold_tau=0.0), True, 2.5e-5),
 }
+HOLD_TAU = TemporalOptions().hold_tau
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +56,11 @@ def run(args: argparse.Namespace) -> int:
                                   init=paths.LIFTER_ONNX if init else None, epochs=args.epochs,
                                   samples_per_epoch=args.samples, lr=lr, lr_final=lr / 20)
         ckpt = fit_temporal(opts)
-        net, _ = load_temporal(opts.out / "best.pt")
-        methods[name] = Method(name, model.window, windows=torch_window_predictor(net))
+        for hold in (0.0, HOLD_TAU):  # each model without and with holding missing joints
+            net, _ = load_temporal(opts.out / "best.pt")
+            net.opts = replace(net.opts, hold_tau=hold)
+            label = f"{name} + hold" if hold else name
+            methods[label] = Method(label, model.window, windows=torch_window_predictor(net))
         results[name] = {"minutes": round(ckpt["train_seconds"] / 60, 1), "epochs": ckpt["epoch"]}
         log.info("ablation %s trained", name)
     rows = {name: _score(method, files, args.frames) for name, method in methods.items()}
@@ -82,6 +90,6 @@ def format_ablation(results: dict[str, list[dict]], runs: dict[str, dict]) -> st
     head = "| method | minutes | " + " | ".join(f"{s} {c} {names[m]}" for s, c, m in cols) + " |"
     lines = [head, "|" + "---|" * (len(cols) + 2)]
     for name, rows in results.items():
-        minutes = runs.get(name, {}).get("minutes", "-")
+        minutes = runs.get(name.removesuffix(" + hold"), {}).get("minutes", "-")
         lines.append(f"| {name} | {minutes} | " + " | ".join(f"{get(rows, *c):.1f}" for c in cols) + " |")
     return "\n".join(lines)

@@ -117,7 +117,7 @@ def test_windows_of_pad_before_the_track_start():
 def test_mlp_starts_as_the_per_frame_lifter(dataset: SequenceFiles):
     """Initialised from weights/lifter.onnx, the windowed MLP answers what the per-frame lifter answers."""
     stats, weights = per_frame_weights(paths.LIFTER_ONNX)
-    net = TemporalNet(stats, TemporalOptions(window=5))
+    net = TemporalNet(stats, TemporalOptions(window=5, hold_tau=0.0))  # the MLP alone, no filled-in joints
     (motion,) = dataset.load_motion()
     w = synthesize_windows(motion, np.arange(100, 400, 3), np.random.default_rng(0), WindowOptions(window=5))
     init_from_per_frame(net, weights, (torch.from_numpy(w.keypoints), torch.from_numpy(w.confidence)))
@@ -150,3 +150,25 @@ def test_tiny_temporal_training_resumes_and_exports(dataset: SequenceFiles, tmp_
     rows = evaluate_tracks(Method("t", 9, windows=lifter), dataset, sets=("bandai",), rates=("30fps",),
                            conditions=("exact",))
     assert rows[0]["n"] == len(dataset.load_tracks("bandai").track) and np.isfinite(rows[0]["p_mpjpe"])
+
+
+def test_hold_carries_missing_joints_with_the_hips():
+    from training.temporal_model import hold_missing
+
+    rng = np.random.default_rng(0)
+    body = rng.uniform(100, 500, (3, 1, 17, 2)).astype(np.float32)
+    kp = body + rng.uniform(-50, 50, (3, 5, 1, 2)).astype(np.float32)  # a body moving across the image
+    cf = np.ones((3, 5, 17), np.float32)
+    knee, hips = H["l_knee"], [H["r_hip"], H["l_hip"]]
+    cf[:, -2:, knee] = 0  # gone for the last two frames
+    kp[:, -2:, knee] = np.nan
+    held, seen = hold_missing(torch.from_numpy(kp), torch.from_numpy(cf), tau=1.5)
+    held, seen = held.numpy(), seen.numpy()
+    want = body[:, 0, knee] - body[:, 0, hips].mean(1) + kp[:, -1, hips].mean(1)  # where it was on the body
+    np.testing.assert_allclose(held[:, knee], want, atol=1e-3)
+    assert np.all(seen == 1) and np.isfinite(held).all()
+    # Seen joints are untouched; never-seen joints stay missing.
+    np.testing.assert_array_equal(held[:, H["head"]], kp[:, -1, H["head"]])
+    cf[:, :, knee] = 0
+    _, seen = hold_missing(torch.from_numpy(kp), torch.from_numpy(cf), tau=1.5)
+    assert np.all(seen.numpy()[:, knee] == 0)

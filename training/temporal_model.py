@@ -24,6 +24,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from posecast.skeleton import H
+
 from .model import JOINTS, PASS_MM, Block, normalise_2d
 
 FEATURES = JOINTS * 3  # per frame: 17 x (x, y) standardised + 17 visibility flags
@@ -37,6 +39,9 @@ class TemporalOptions:
     width: int = 1024
     blocks: int = 2
     dropout: float = 0.1
+    # Joints missing in the newest frame but seen in the window are filled in from their latest
+    # sightings (see hold_missing), weighted by exp(-frames ago / hold_tau); 0: off.
+    hold_tau: float = 1.5
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -69,6 +74,10 @@ class TemporalNet(nn.Module):
     def standardised(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         """[N,T,17,2] pixels + [N,T,17] -> standardised 3D of the newest frame's 16 non-pelvis joints [N,48]."""
         n, t = keypoints.shape[0], self.opts.window
+        if self.opts.hold_tau > 0:
+            held, seen = hold_missing(keypoints, confidence, self.opts.hold_tau)
+            keypoints = torch.cat([keypoints[:, :-1], held.unsqueeze(1)], 1)
+            confidence = torch.cat([confidence[:, :-1], seen.unsqueeze(1)], 1)
         pose, weight = normalise_2d(keypoints.reshape(-1, JOINTS, 2), confidence.reshape(-1, JOINTS))
         x = torch.where(weight.unsqueeze(-1) > 0, (pose - self.mean2d) / self.std2d, torch.zeros_like(pose))
         features = torch.cat([x.flatten(1), weight], 1).reshape(n, t, FEATURES)
@@ -104,6 +113,34 @@ class TemporalNet(nn.Module):
                 flat.copy_(torch.renorm(flat, 2, 0, max_norm))
 
 
+HOLD_ANCHORS = ((H["r_hip"], H["l_hip"]), (H["r_shoulder"], H["l_shoulder"]))
+
+
+def hold_missing(keypoints: torch.Tensor, confidence: torch.Tensor, tau: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The newest frame [N,17,2], [N,17] with its missing joints filled in from the window.
+
+    A joint missing now but seen in earlier frames is placed where it last was relative to the
+    hips' midpoint (or the shoulders', when the hips are not seen now), carried to where that
+    midpoint is now: the legs a person had a moment ago, not a guess. Sightings are weighted by
+    exp(-frames ago / tau). Missing coordinates are replaced before any arithmetic, as everywhere."""
+    t = keypoints.shape[1]
+    vis = confidence > 0
+    kp = torch.where(vis.unsqueeze(-1), keypoints, torch.zeros_like(keypoints))
+    age = torch.arange(t - 1, -1, -1, dtype=kp.dtype, device=kp.device)
+    decay = torch.exp(-age / tau).view(1, t, 1)
+    held, seen = kp[:, -1], confidence[:, -1]
+    for joints in HOLD_ANCHORS:
+        anchor_seen = vis[:, :, list(joints)].all(-1)                    # [N,T]
+        anchor = kp[:, :, list(joints)].mean(2)                         # [N,T,2]
+        w = decay * (vis & anchor_seen.unsqueeze(-1)).to(kp.dtype)      # [N,T,17]
+        total = w.sum(1)
+        rel = (w.unsqueeze(-1) * (kp - anchor.unsqueeze(2))).sum(1) / total.clamp(min=1e-6).unsqueeze(-1)
+        fill = (seen <= 0) & (total > 0) & anchor_seen[:, -1:]
+        held = torch.where(fill.unsqueeze(-1), rel + anchor[:, -1].unsqueeze(1), held)
+        seen = torch.where(fill, torch.ones_like(seen), seen)
+    return held, seen
+
+
 class ConvBlock(nn.Module):
     """Kernel 3, stride 3 over time, then 1x1; the residual is the newest frame of each group of 3."""
 
@@ -133,8 +170,8 @@ def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibr
     """Make a windowed MLP compute what the per-frame lifter computes on the newest frame.
 
     The ONNX file holds each Linear with its batch norm folded in. Each Linear gets the folded
-    weights (the newest frame's columns of the stem; the older frames' at zero), scaled down to
-    the max-norm bound, and its batch norm is set to undo that scale around the layer's own
+    weights (the newest frame's columns of the stem; the older frames' at zero), each row scaled
+    to the max-norm bound, and its batch norm is set to undo that scale around the layer's own
     training-mode statistics on `calibration` windows: exact in eval mode, and in training mode
     about what the per-frame lifter computed while it trained."""
     if net.opts.arch != "mlp":
@@ -152,7 +189,9 @@ def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibr
             w = full
         if linear.weight.shape != w.shape:
             raise ValueError(f"{name}: per-frame {tuple(w.shape)} does not fit {tuple(linear.weight.shape)}")
-        scale = 1.0 / w.norm(dim=1).clamp(min=1.0)
+        # Rows at the max-norm bound, as training keeps them: the folded weights are much smaller,
+        # and Adam's steps (the same size for any weight) would be large against them.
+        scale = 1.0 / w.norm(dim=1).clamp(min=1e-6)
         linear.weight.copy_(w * scale[:, None])
         linear.bias.copy_(b * scale)
         scales[norm] = scale

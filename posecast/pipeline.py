@@ -191,23 +191,25 @@ class PoseStream:
         kp18 = np.stack([p.keypoints for p in people]).astype(np.float32) if people else np.zeros((0, 18, 2))
         cf18 = np.stack([p.confidence for p in people]).astype(np.float32) if people else np.zeros((0, 18))
         kp17, cf17 = coco18_to_h36m17(kp18, cf18)
+        held = np.zeros(cf17.shape, bool)  # missing now, carried over from the window by the temporal lifter
         if self.history is not None:
             windows = self.history(ids, kp17, cf17, t)  # every frame, also with nobody in it: time goes on
             joints3d = self.temporal_lifter(*windows) if people else np.zeros((0, 17, 3), np.float32)
+            held = (cf17 <= 0) & (windows[1].max(axis=1) > 0)
         else:
             joints3d = self.lifter(kp17, cf17)
         t2 = time.perf_counter()
         shown = np.zeros((len(people), 17, 3))
         for i, track_id in enumerate(ids):
-            valid = cf17[i] > 0
+            known = (cf17[i] > 0) | held[i]
             j3d = joints3d[i]
             if self.smoother is not None:
-                j3d = self.smoother(track_id, j3d, valid, t)
-            shown[i] = np.where(valid[:, None], j3d, 0.0)  # missing joints have no position (person_record too)
+                j3d = self.smoother(track_id, j3d, known, t)
+            shown[i] = np.where(known[:, None], j3d, 0.0)  # unknown joints have no position (person_record too)
         t3 = time.perf_counter()
         placed, shown, scene = self.world(ids, kp17, cf17, shown, (frame_bgr.shape[1], frame_bgr.shape[0]), t)
-        out = [person_record(p.id, p.main, p.score, shown[i], kp17[i], cf17[i], kp18[i], cf18[i], **placed[i])
-               for i, p in enumerate(people)]
+        out = [person_record(p.id, p.main, p.score, shown[i], kp17[i], cf17[i], kp18[i], cf18[i], held=held[i],
+                             **placed[i]) for i, p in enumerate(people)]
         if self.smoother is not None:
             self.smoother.forget_stale(t)
         t4 = time.perf_counter()

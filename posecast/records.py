@@ -23,15 +23,19 @@ def _round(a: np.ndarray, digits: int) -> list:
 
 
 def person_record(track_id: int, main: bool, score: float, joints3d: np.ndarray, keypoints: np.ndarray,
-                  confidence: np.ndarray, coco18: np.ndarray, coco18_confidence: np.ndarray, **extra) -> dict:
+                  confidence: np.ndarray, coco18: np.ndarray, coco18_confidence: np.ndarray,
+                  held: np.ndarray | None = None, **extra) -> dict:
     """One person, JSON-ready. joints3d [17, 3] mm (camera axes, pelvis-relative), keypoints [17, 2] frame pixels,
-    confidence [17] (0 = missing), coco18 [18, 2] pixels with coco18_confidence [18]; `extra`: further JSON-ready
-    fields of the person (e.g. where they are in the room), placed after joints3d.
-    A missing joint's coordinates are written as zeros: readers go by its confidence."""
+    confidence [17] (0 = missing), coco18 [18, 2] pixels with coco18_confidence [18]; held [17] bool: joints
+    missing now whose 3D the temporal lifter carried over from the frames just before (None: none); `extra`:
+    further JSON-ready fields of the person (e.g. where they are in the room), placed after joints3d.
+    A missing joint's coordinates are written as zeros unless it is held: readers go by confidence and `held`."""
     missing = np.asarray(confidence) <= 0
+    held = np.zeros(len(missing), bool) if held is None else np.asarray(held, bool) & missing
     return {
         "id": int(track_id), "main": bool(main), "score": round(float(score), 3),
-        "joints3d": _round(np.where(missing[:, None], 0.0, joints3d), 1),
+        "joints3d": _round(np.where((missing & ~held)[:, None], 0.0, joints3d), 1),
+        "held": held.tolist(),
         **extra,
         "keypoints": _round(np.where(missing[:, None], 0.0, keypoints), 1),
         "confidence": _round(confidence, 3),

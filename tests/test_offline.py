@@ -18,6 +18,7 @@ import pytest
 from posecast import paths, records
 from posecast.offline import media
 from posecast.offline.progress import Progress
+from posecast.pipeline import PipelineOptions
 from posecast.skeleton import H36M17, skeleton_info
 from tests.conftest import model_path
 from tests.offline_inputs import (assert_one_line_error, decoded_frames, leftovers, plain_frames, run_process,
@@ -99,7 +100,7 @@ def test_video_without_people_gives_a_frame_per_decoded_frame(tmp_path):
     assert result.returncode == 0, result.stderr
     header, frames = read(out / "empty_room.jsonl")
     assert header["source"]["kind"] == "video" and header["source"]["fps"] == 25
-    assert header["options"]["mode"] == "video" and header["options"]["input_height"] == 224
+    assert header["options"]["mode"] == "video" and header["options"]["input_height"] == PipelineOptions.input_height
     assert [f["index"] for f in frames] == list(range(12))
     assert np.allclose([f["t"] for f in frames], np.arange(12) / 25, atol=1e-3)
     assert all(f["people"] == [] and f["frame_size"] == [96, 64] for f in frames)

@@ -14,7 +14,7 @@ import pytest
 from posecast.lifter import Lifter, TemporalLifter
 from posecast.history import KeypointHistory
 from posecast.pipeline import PoseStream
-from posecast.skeleton import C
+from posecast.skeleton import C, H
 from posecast.world import World
 
 onnx = pytest.importorskip("onnx")
@@ -112,3 +112,24 @@ def test_a_stream_feeds_each_tracks_window_to_the_temporal_lifter(tmp_path):
         assert set(person["contact"]) == {"left", "right"}
     assert back["root"][0] < newcomer["root"][0]  # the newcomer stands to the right in the picture
     assert results[6].scene["camera"]["fov"] == 65.0 and "floor" in results[6].scene
+
+
+def test_joints_hidden_now_but_seen_in_the_window_are_held_and_placed(tmp_path):
+    path = tmp_path / "counting.onnx"
+    counting_lifter(path)
+    kp, cf = standing_coco18()
+    legs_hidden = cf.copy()
+    legs_hidden[[C["r_knee"], C["r_ankle"], C["l_knee"], C["l_ankle"]]] = 0
+    script = [[Person(1, kp, cf)]] * 3 + [[Person(1, kp, legs_hidden)]]
+    temporal = TemporalLifter(path, device="cpu", threads=1)
+    stream = PoseStream(ScriptedDetector(script), Lifter(device="cpu", threads=1), None, World(), temporal,
+                        KeypointHistory(WINDOW))
+    person = [stream(np.zeros((480, 640, 3), np.uint8), k / 30) for k in range(len(script))][-1].people[0]
+    hidden = [H["r_knee"], H["r_ankle"], H["l_knee"], H["l_ankle"]]
+    assert [j for j, h in enumerate(person["held"]) if h] == sorted(hidden)
+    assert all(person["confidence"][j] == 0 and any(person["joints3d"][j]) for j in hidden)  # placed, not zeros
+    # The per-frame lifter has no window: the same hidden legs are missing, with no position.
+    per_frame = PoseStream(ScriptedDetector([[Person(1, kp, legs_hidden)]]), Lifter(device="cpu", threads=1), None,
+                           World())
+    alone = per_frame(np.zeros((480, 640, 3), np.uint8), 0.0).people[0]
+    assert not any(alone["held"]) and all(alone["joints3d"][j] == [0, 0, 0] for j in hidden)

@@ -117,7 +117,8 @@ class Figure {
   set(person, axes, base, contact) {
     this.joints.forEach((j, i) => {
       j.confidence = person.confidence[i];
-      j.target = person.confidence[i] > 0 ? axes.vector(person.joints3d[i]) : null;
+      // A held joint (not seen now, carried over from the last frames by the temporal lifter) is drawn faint.
+      j.target = person.confidence[i] > 0 || person.held?.[i] ? axes.vector(person.joints3d[i]) : null;
     });
     if (base) {
       this.baseTarget.copy(base);

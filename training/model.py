@@ -50,6 +50,23 @@ def normalise_2d(keypoints: torch.Tensor, confidence: torch.Tensor) -> tuple[tor
     return offset / scale.view(-1, 1, 1), weight
 
 
+def pass_through(out: torch.Tensor, pose: torch.Tensor, weight: torch.Tensor, scale: torch.Tensor,
+                 std3d: torch.Tensor) -> torch.Tensor:
+    """Adds the 2D pass-through to the MLP's standardised output: x, y of each joint = scale x its input position
+    relative to the pelvis, only where both the joint and the pelvis were seen (otherwise the MLP alone answers).
+    pose [N,17,2] normalised, weight [N,17], scale [N] -> [N,48]."""
+    seen = (weight[:, 1:] * weight[:, :1]).unsqueeze(-1)
+    planar = (pose[:, 1:] - pose[:, :1]) * seen * (PASS_MM * scale).unsqueeze(-1)
+    out = out.view(-1, JOINTS - 1, 3)
+    return torch.cat([out[..., :2] + planar / std3d[:, :2], out[..., 2:]], -1).flatten(1)
+
+
+def standardised_to_mm(standardised: torch.Tensor, std3d: torch.Tensor, mean3d: torch.Tensor) -> torch.Tensor:
+    """[N,48] standardised non-pelvis joints -> [N,17,3] mm with the pelvis at the origin."""
+    joints = standardised.view(-1, JOINTS - 1, 3) * std3d + mean3d
+    return torch.cat([torch.zeros_like(joints[:, :1]), joints], 1)
+
+
 class Block(nn.Module):
     def __init__(self, width: int, dropout: float) -> None:
         super().__init__()
@@ -86,15 +103,10 @@ class LifterNet(nn.Module):
         out = self.head(hidden)
         if not self.opts.passthrough:
             return out
-        # Only where both the joint and the pelvis were seen; otherwise the MLP alone answers.
-        seen = (weight[:, 1:] * weight[:, :1]).unsqueeze(-1)
-        planar = (pose[:, 1:] - pose[:, :1]) * seen * (PASS_MM * self.pass_scale(hidden)).unsqueeze(-1)
-        out = out.view(-1, JOINTS - 1, 3)
-        return torch.cat([out[..., :2] + planar / self.std3d[:, :2], out[..., 2:]], -1).flatten(1)
+        return pass_through(out, pose, weight, self.pass_scale(hidden), self.std3d)
 
     def to_mm(self, standardised: torch.Tensor) -> torch.Tensor:
-        joints = standardised.view(-1, JOINTS - 1, 3) * self.std3d + self.mean3d
-        return torch.cat([torch.zeros_like(joints[:, :1]), joints], 1)
+        return standardised_to_mm(standardised, self.std3d, self.mean3d)
 
     def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         """[N,17,2] pixels + [N,17] confidences -> [N,17,3] mm, pelvis-relative camera axes."""

@@ -26,6 +26,7 @@ from posecast.skeleton import H
 from posecast.smoothing import OneEuroFilter
 
 from .data import LEG_JOINTS
+from .evaluate import torch_predictor
 from .metrics import all_metrics, procrustes_align
 from .prepare_temporal import SequenceFiles, Tracks
 from .sequences import LiveRate
@@ -81,17 +82,8 @@ def smooth(joints: np.ndarray, valid: np.ndarray, times: np.ndarray, track: np.n
 
 
 def torch_window_predictor(net, batch: int = 4096) -> WindowPredict:
-    import torch
-
-    def predict(kp: np.ndarray, cf: np.ndarray) -> np.ndarray:
-        was = net.training
-        net.eval()
-        with torch.no_grad():
-            out = [net(torch.from_numpy(kp[i:i + batch]), torch.from_numpy(cf[i:i + batch])).numpy()
-                   for i in range(0, len(kp), batch)]
-        net.train(was)
-        return np.concatenate(out) if out else np.zeros((0, 17, 3), np.float32)
-    return predict
+    """The per-frame evaluation's torch predictor, in smaller batches (each sample is a window of frames)."""
+    return torch_predictor(net, batch)
 
 
 @dataclass

@@ -26,7 +26,7 @@ from torch import nn
 
 from posecast.skeleton import H
 
-from .model import JOINTS, PASS_MM, Block, normalise_2d
+from .model import JOINTS, Block, normalise_2d, pass_through, standardised_to_mm
 
 FEATURES = JOINTS * 3  # per frame: 17 x (x, y) standardised + 17 visibility flags
 ARCHITECTURES = ("mlp", "tcn")
@@ -91,14 +91,10 @@ class TemporalNet(nn.Module):
         out = self.head(hidden)
         # The newest frame's 2D, passed through where the joint and the pelvis were seen (training/model.py).
         pose, weight = pose.reshape(n, t, JOINTS, 2)[:, -1], weight.reshape(n, t, JOINTS)[:, -1]
-        seen = (weight[:, 1:] * weight[:, :1]).unsqueeze(-1)
-        planar = (pose[:, 1:] - pose[:, :1]) * seen * (PASS_MM * self.pass_scale(hidden)).unsqueeze(-1)
-        out = out.view(-1, JOINTS - 1, 3)
-        return torch.cat([out[..., :2] + planar / self.std3d[:, :2], out[..., 2:]], -1).flatten(1)
+        return pass_through(out, pose, weight, self.pass_scale(hidden), self.std3d)
 
     def to_mm(self, standardised: torch.Tensor) -> torch.Tensor:
-        joints = standardised.view(-1, JOINTS - 1, 3) * self.std3d + self.mean3d
-        return torch.cat([torch.zeros_like(joints[:, :1]), joints], 1)
+        return standardised_to_mm(standardised, self.std3d, self.mean3d)
 
     def forward(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         """[N,T,17,2] pixels + [N,T,17] confidences (oldest first) -> [N,17,3] mm of the newest frame."""

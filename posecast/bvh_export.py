@@ -16,13 +16,12 @@ towards the camera), the same proper rotation the training data uses (posecast.b
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from posecast.files import write_text_atomically
 from posecast.skeleton import H, H36M17, H36M17_EDGES, H36M17_MIRROR
 from posecast.bvh import forward_kinematics
 from posecast.bvh import WORLD_TO_CAMERA
@@ -357,13 +356,6 @@ def write_bvh(path: str | Path, joints3d: np.ndarray, valid: np.ndarray, fps: fl
     """Write bvh_text(...) to path (through a temporary file: a failed write leaves nothing)."""
     text, report = bvh_text(joints3d, valid, fps, root, units=units)
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="ascii") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomically(path, text, encoding="ascii")
     log.info("%s: %s", path, report.summary())
     return report

@@ -300,6 +300,8 @@ def test_write_bvh_writes_the_file_or_nothing(tmp_path, clip):
     with pytest.raises(ValueError):
         write_bvh(tmp_path / "none.bvh", joints, np.zeros(joints.shape[:2], bool), 30.0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["take.bvh"]
+    (tmp_path / "plain.txt").write_text("x")  # the permissions open() gives, not mkstemp's private 0600
+    assert (tmp_path / "take.bvh").stat().st_mode & 0o777 == (tmp_path / "plain.txt").stat().st_mode & 0o777
 
 
 # Runs inside Blender: import the BVH as Blender users do, then read every bone's world-space head

@@ -15,18 +15,10 @@ from pathlib import Path
 import av
 import numpy as np
 
+from posecast.files import FILE_MODE
 from posecast.skeleton import H36M17
 
 log = logging.getLogger(__name__)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-FILE_MODE = 0o666 & ~_umask()  # what open() would have given: mkstemp's files are private (0600)
 
 
 class OutputError(Exception):

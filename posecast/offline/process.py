@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from posecast import records
+from posecast.bvh_export import write_bvh
 from posecast.pipeline import Estimator, RunningMode
 from posecast.pipeline_args import CannotStart, add_pipeline_arguments, describe, open_estimator
 
@@ -92,15 +93,6 @@ def output_names(item: Input, args: argparse.Namespace) -> list[str]:
     return names
 
 
-def _bvh_writer():
-    """posecast.bvh_export.write_bvh, or None while that module is not part of this checkout."""
-    try:
-        from posecast.bvh_export import write_bvh
-    except ModuleNotFoundError:
-        return None
-    return write_bvh
-
-
 def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, options: dict) -> Totals:
     """Run one input through the pipeline and write its outputs. InputError when nothing could be read;
     a cut-short input or a refused BVH is a line in the result's `problems` (the complete files are written)."""
@@ -162,7 +154,7 @@ def process_input(item: Input, estimator: Estimator, args: argparse.Namespace, o
         bvh = args.out / f"{item.stem}.bvh"
         joints3d, valid, root = records.main_person_arrays(recorded)
         try:
-            _bvh_writer()(bvh, joints3d, valid, item.fps, root=root)
+            write_bvh(bvh, joints3d, valid, item.fps, root=root)
             totals.written.append(bvh)
         except ValueError as exc:  # nobody in the recording: no skeleton to export
             problems.append(f"{item.path}: no BVH written: {exc}")
@@ -200,9 +192,6 @@ def run(args: argparse.Namespace) -> int:
         check_out_dir(args.out)
     except OutputError as exc:
         log.error("%s", exc)
-        return 1
-    if args.bvh and _bvh_writer() is None:
-        log.error("--bvh: BVH export (posecast/bvh_export.py) is not part of this installation")
         return 1
     if args.bvh and items and not any(i.kind == "video" for i in items):
         log.warning("--bvh: a BVH is written for videos only (images have no motion)")

@@ -1,6 +1,8 @@
 """A small synthetic BVH rig with Bandai joint names, for tests that must not need ../shared."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 # (name, parent, offset in cm); Y up, facing +Z, the person's left is +X.
@@ -50,3 +52,15 @@ def write_bvh(path, frames: int, rng: np.random.Generator, heading: float | None
             values += [swing * 0.3, swing, swing * 0.2]
         lines.append(" ".join(f"{v:.4f}" for v in values))
     path.write_text("\n".join(lines) + "\n")
+
+
+def write_bandai_named_clips(folder: Path, frames: int, rng: np.random.Generator,
+                             random_heading: bool = False) -> Path:
+    """Twenty walkers named as Bandai clips (walk and wave, 10 styles each), for the training data tests.
+    random_heading: each clip turns smoothly about one heading drawn for it, instead of per frame."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for action in ("walk", "wave"):
+        for k in range(10):
+            heading = float(rng.uniform(-180, 180)) if random_heading else None
+            write_bvh(folder / f"dataset-1_{action}_style_{k:03d}.bvh", frames, rng, heading=heading)
+    return folder

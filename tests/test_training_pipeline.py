@@ -13,17 +13,13 @@ from training.fit import AUGMENTS, LOSSES, FitOptions, fit
 from training.model import ModelOptions
 from training.prepare import PrepareOptions, prepare
 
-from synthetic_bvh import write_bvh
+from synthetic_bvh import write_bandai_named_clips
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("mocap")
     rng = np.random.default_rng(0)
-    clips = root / "bvh"
-    clips.mkdir()
-    for action in ("walk", "wave"):
-        for k in range(10):
-            write_bvh(clips / f"dataset-1_{action}_style_{k:03d}.bvh", 40, rng)
+    clips = write_bandai_named_clips(root / "bvh", 40, rng)
     files = prepare(PrepareOptions(bandai=clips, cmu=None, climb=None, out=root / "data", stride=2,
                                      stats_samples=3000))
     return files

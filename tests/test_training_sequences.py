@@ -17,18 +17,14 @@ from training.sequences import (LiveRate, PerWindow, TemporalDropout, WindowOpti
 from training.temporal_eval import Method, evaluate_tracks, live_times, windows_of
 from training.temporal_model import TemporalNet, TemporalOptions, init_from_per_frame, per_frame_weights
 
-from synthetic_bvh import write_bvh
+from synthetic_bvh import write_bandai_named_clips
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> SequenceFiles:
     root = tmp_path_factory.mktemp("seq")
     rng = np.random.default_rng(0)
-    clips = root / "bvh"
-    clips.mkdir()
-    for action in ("walk", "wave"):
-        for k in range(10):
-            write_bvh(clips / f"dataset-1_{action}_style_{k:03d}.bvh", 60, rng, heading=float(rng.uniform(-180, 180)))
+    clips = write_bandai_named_clips(root / "bvh", 60, rng, random_heading=True)
     return prepare_temporal(TemporalPrepareOptions(root / "data", clips, None, None, None, None))
 
 

@@ -123,10 +123,7 @@ def fit(opts: FitOptions) -> dict:
             raise ValueError(f"{opts.init} does not fit this model: missing {missing}, unexpected {unexpected}")
         log.info("starting from the weights of %s", opts.init)
     if last.is_file():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        net.load_state_dict(ckpt["state_dict"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        state = {k: ckpt[k] for k in state}
+        state = resume(last, net, optimiser, state)
         log.info("resuming %s after epoch %d", last, state["epoch"])
     sample_opts = opts.sample_options()
     started = time.monotonic() - state["train_seconds"]
@@ -177,14 +174,27 @@ def fit(opts: FitOptions) -> dict:
         (opts.out / "last.tmp").replace(last)
         if better or not (opts.out / "best.pt").exists():
             torch.save(ckpt, opts.out / "best.pt")
-        with open(opts.out / "log.jsonl", "a") as f:
-            f.write(json.dumps({k: v for k, v in record.items() if k != "rows"} | {"summary": _brief(rows)}) + "\n")
-        log.info("epoch %d: train MPJPE %.1f mm, %s, score %.1f%s (%.1f min)", epoch, record["train_mpjpe"],
-                 _brief(rows), score, " (best)" if better else "", record["minutes"])
+        log_epoch(opts.out, record, _brief(rows), better, log)
         plot_curve(state["history"], opts.out / "curve.png")
         if out_of_time(opts, state["train_seconds"]):
             log.info("time budget of %.0f min used up after epoch %d", opts.minutes, epoch)
     return torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
+
+
+def resume(last: Path, net: torch.nn.Module, optimiser: torch.optim.Optimizer, state: dict) -> dict:
+    """Restores net and optimiser from the checkpoint `last`; returns its values of state's keys."""
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
+    net.load_state_dict(ckpt["state_dict"])
+    optimiser.load_state_dict(ckpt["optimiser"])
+    return {k: ckpt[k] for k in state}
+
+
+def log_epoch(out: Path, record: dict, summary: dict, better: bool, logger: logging.Logger) -> None:
+    """An epoch's record (without its rows) as a line of out/log.jsonl, and its summary in the log."""
+    with open(out / "log.jsonl", "a") as f:
+        f.write(json.dumps({k: v for k, v in record.items() if k != "rows"} | {"summary": summary}) + "\n")
+    logger.info("epoch %d: train MPJPE %.1f mm, %s, score %.1f%s (%.1f min)", record["epoch"], record["train_mpjpe"],
+                summary, record["score"], " (best)" if better else "", record["minutes"])
 
 
 def out_of_time(opts, seconds: float) -> bool:

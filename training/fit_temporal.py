@@ -22,7 +22,7 @@ import torch
 
 from posecast import paths
 
-from .fit import out_of_time, progress
+from .fit import log_epoch, out_of_time, progress, resume
 from .model import JOINTS
 from .prepare_temporal import SequenceFiles
 from .sequences import WindowOptions, sample_windows
@@ -128,10 +128,7 @@ def fit_temporal(opts: TemporalFitOptions) -> dict:
         freeze_all_but_history(net)
     optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=opts.lr)
     if last.is_file():
-        ckpt = torch.load(last, map_location="cpu", weights_only=False)
-        net.load_state_dict(ckpt["state_dict"])
-        optimiser.load_state_dict(ckpt["optimiser"])
-        state = {k: ckpt[k] for k in state}
+        state = resume(last, net, optimiser, state)
         log.info("resuming %s at epoch %d, step %d", last, state["epoch"] + 1, state["step_in_epoch"])
     steps_per_epoch = math.ceil(opts.samples_per_epoch / opts.batch)
     started = time.monotonic() - state["train_seconds"]
@@ -186,10 +183,7 @@ def fit_temporal(opts: TemporalFitOptions) -> dict:
         save(last)
         if better or not (opts.out / "best.pt").exists():
             save(opts.out / "best.pt")
-        with open(opts.out / "log.jsonl", "a") as f:
-            f.write(json.dumps({k: v for k, v in record.items() if k != "rows"} | {"summary": _brief(rows)}) + "\n")
-        log.info("epoch %d: train MPJPE %.1f mm, %s, score %.1f%s (%.1f min)", epoch, record["train_mpjpe"],
-                 _brief(rows), score, " (best)" if better else "", record["minutes"])
+        log_epoch(opts.out, record, _brief(rows), better, log)
     return torch.load(last, map_location="cpu", weights_only=False) if last.is_file() else {}
 
 

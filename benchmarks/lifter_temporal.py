@@ -2,7 +2,9 @@
 
 Latency (onnxruntime CPU, batch 1 and 1024) of both models, then the side-by-side table on the
 held-out sequences of `python -m training prepare-temporal` at live rates (training/temporal_eval.py)
-and the issue's goals. Prints figures and asserts nothing.
+and the issue's goals; with --one-euro-sweep, what One-Euro settings other than the server's trade
+between jitter and lag (how far any setting gets towards the jitter goal). Prints figures and
+asserts nothing.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np
 
 from posecast import paths
 from posecast.lifter import Lifter, TemporalLifter
+from posecast.smoothing import OneEuroOptions
 
 from .lifter import _time
 
@@ -29,6 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="live frames per set and rate (every k-th track; 0 = all tracks)")
     parser.add_argument("--rates", nargs="*", default=["30fps", "15fps", "live"])
     parser.add_argument("--no-accuracy", action="store_true", help="speed only")
+    parser.add_argument("--one-euro-sweep", action="store_true",
+                        help="instead of the table: One-Euro's jitter against lag over a grid of its options "
+                             "(5 px noise, live rate), after either lifter")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -56,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     if not files.info.is_file():
         print(f"(no accuracy table: no sequence dataset in {files.root}; run `python -m training prepare-temporal`)")
         return 0
-    methods = [Method("per-frame", frames=per_frame), Method("per-frame + One-Euro", frames=per_frame, one_euro=True),
-               Method("temporal", t, windows=temporal), Method("temporal + One-Euro", t, windows=temporal, one_euro=True)]
+    if args.one_euro_sweep:
+        print(one_euro_sweep(per_frame, temporal, files, args.frames or None))
+        return 0
+    server = OneEuroOptions()
+    methods = [Method("per-frame", frames=per_frame), Method("per-frame + One-Euro", frames=per_frame, one_euro=server),
+               Method("temporal", t, windows=temporal), Method("temporal + One-Euro", t, windows=temporal, one_euro=server)]
     rows = []
     for rate in args.rates:
         for method in methods:
@@ -91,4 +101,40 @@ def goals(rows: list[dict], speed: dict, rate: str) -> str:
             line(f"{set_name} {condition} lag at 1.5-2.5 m/s (mm) <= +One-Euro", set_name, condition, "lag_mm")
     line("Bandai held-out exact P-MPJPE <= 29 mm", "bandai", "exact", "p_mpjpe")
     lines.append(f"{'batch-1 latency < 1 ms':58} {speed[('per-frame', 1)]:10.3f} {'':>10} {speed[('temporal', 1)]:9.3f}")
+    return "\n".join(lines)
+
+
+SWEEP_MIN_CUTOFF = (0.2, 0.5, 1.0)  # Hz
+SWEEP_BETA = (0.002, 0.004, 0.008, 0.016)
+
+
+def one_euro_sweep(per_frame: Lifter, temporal: TemporalLifter, files, frames: int | None) -> str:
+    """Accel error and lag of each lifter + One-Euro over a grid of options, 5 px noise at the live rate.
+
+    The jitter goal asks for half the accel error of per-frame + One-Euro (server options) at no more lag: this
+    shows how far re-tuning the filter alone gets along that trade-off."""
+    from training.temporal_eval import Method, evaluate_tracks
+
+    lifters = {"per-frame": {"frames": per_frame}, "temporal": {"window": temporal.window, "windows": temporal}}
+    rows = []
+    for lifter, how in lifters.items():
+        for options in [None] + [OneEuroOptions(m, b) for m in SWEEP_MIN_CUTOFF for b in SWEEP_BETA]:
+            method = Method(lifter, one_euro=options, **how)
+            for r in evaluate_tracks(method, files, rates=("live",), conditions=("noise5",), frames=frames):
+                rows.append({**r, "options": options})
+    server = OneEuroOptions()
+    lines = [f"{'lifter':9} {'min_cutoff':>10} {'beta':>6} {'set':6} {'P-MPJPE':>7} {'accel':>6} {'lag mm':>6}"]
+    for r in rows:
+        o = r["options"]
+        mark = " (server)" if o == server else ""
+        cutoff, beta = ("-", "-") if o is None else (f"{o.min_cutoff:g}", f"{o.beta:g}")
+        lines.append(f"{r['method']:9} {cutoff:>10} {beta:>6} {r['set']:6} {r['p_mpjpe']:7.1f} {r['accel']:6.2f} "
+                     f"{r['lag_mm']:6.1f}{mark}")
+    for set_name in sorted({r["set"] for r in rows}):
+        ref = next(r for r in rows if r["set"] == set_name and r["method"] == "per-frame" and r["options"] == server)
+        fair = [r for r in rows if r["set"] == set_name and r["options"] is not None and r["lag_mm"] <= ref["lag_mm"]]
+        best = min(fair, key=lambda r: r["accel"])
+        lines.append(f"{set_name}: goal accel <= {ref['accel'] / 2:.2f} at lag <= {ref['lag_mm']:.1f} mm; lowest accel "
+                     f"at no more lag: {best['accel']:.2f} ({best['method']}, min_cutoff {best['options'].min_cutoff:g}, "
+                     f"beta {best['options'].beta:g}, lag {best['lag_mm']:.1f} mm)")
     return "\n".join(lines)

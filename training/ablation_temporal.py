@@ -17,6 +17,7 @@ from pathlib import Path
 
 from posecast import paths
 from posecast.lifter import Lifter
+from posecast.smoothing import OneEuroOptions
 
 from .fit_temporal import TemporalFitOptions, fit_temporal
 from .prepare_temporal import SequenceFiles
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     files = SequenceFiles(args.data)
     per_frame = Lifter(paths.LIFTER_ONNX, device="cpu", threads=1)
     methods = {"per-frame": Method("per-frame", frames=per_frame),
-               "per-frame + One-Euro": Method("per-frame + One-Euro", frames=per_frame, one_euro=True)}
+               "per-frame + One-Euro": Method("per-frame + One-Euro", frames=per_frame, one_euro=OneEuroOptions())}
     results = {}
     for name in args.configs:
         model, init, lr = CONFIGS[name]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from posecast.skeleton import H
-from posecast.smoothing import OneEuroFilter
+from posecast.smoothing import OneEuroFilter, OneEuroOptions
 
 from .data import LEG_JOINTS
 from .evaluate import torch_predictor
@@ -48,7 +48,7 @@ class Method:
     window: int = 1
     windows: WindowPredict | None = None
     frames: FramePredict | None = None
-    one_euro: bool = False
+    one_euro: OneEuroOptions | None = None  # One-Euro after the lifter, with these options
 
     def __call__(self, kp: np.ndarray, cf: np.ndarray, times: np.ndarray, track: np.ndarray) -> np.ndarray:
         if self.windows is not None:
@@ -56,8 +56,8 @@ class Method:
             out = np.concatenate([self.windows(wk[i:i + 4096], wc[i:i + 4096]) for i in range(0, len(wk), 4096)])
         else:
             out = self.frames(kp, cf)
-        if self.one_euro:
-            out = smooth(out, cf > 0, times, track)
+        if self.one_euro is not None:
+            out = smooth(out, cf > 0, times, track, self.one_euro)
         return out
 
 
@@ -70,10 +70,11 @@ def windows_of(kp: np.ndarray, cf: np.ndarray, track: np.ndarray, t: int) -> tup
     return kp[idx], cf[idx] * ok[..., None]
 
 
-def smooth(joints: np.ndarray, valid: np.ndarray, times: np.ndarray, track: np.ndarray) -> np.ndarray:
-    """One-Euro over each track with the real frame times, as the server does (default options)."""
+def smooth(joints: np.ndarray, valid: np.ndarray, times: np.ndarray, track: np.ndarray,
+           options: OneEuroOptions = OneEuroOptions()) -> np.ndarray:
+    """One-Euro over each track with the real frame times, as the server does (its default options)."""
     out = np.empty_like(joints)
-    filt = OneEuroFilter()
+    filt = OneEuroFilter(options)
     for i in range(len(joints)):
         if i == 0 or track[i] != track[i - 1]:
             filt.reset()

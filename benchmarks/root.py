@@ -6,6 +6,8 @@ step 1, 2 or 3 frames of 30 fps), and run as live: the lifter, One-Euro on the j
 (root by reprojection, filtered, floor, foot lock) with the camera's true focal length and with one 15 % off.
 Errors are of the pelvis in camera space, in mm and as a share of the true distance to the camera.
 Foot slide: how fast a predicted ankle moves while the true one is planted (true speed under 100 mm/s).
+By the camera's pitch: the depth bias beside the lifter's tilt error, how much further from the camera than the
+truth the lifted spine (pelvis -> thorax) leans (the lifter standing people too upright puts them too far away).
 Prints figures and asserts nothing.
 """
 from __future__ import annotations
@@ -22,7 +24,7 @@ from posecast import paths
 from posecast.floor import FEET
 from posecast.history import KeypointHistory
 from posecast.lifter import Lifter, TemporalLifter
-from posecast.skeleton import coco18_to_h36m17
+from posecast.skeleton import H, coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
 from posecast.world import World, WorldOptions
 
@@ -101,16 +103,19 @@ def run(args: argparse.Namespace) -> int:
                             if factor == 1.0 and variant == VARIANTS[-1]:
                                 key = (set_name, condition, name, _pitch_bin(pitch))
                                 _score(by_pitch.setdefault(key, _Acc()), *placed, truth, low, times)
+                                by_pitch[key].tilt.append(_spine_tilt(joints, cf) - _spine_tilt(truth - truth[:, :1], cf))
             for (name, factor, variant), a in acc.items():
                 rows.append({"set": set_name, "condition": condition, "lifter": name, "focal": factor,
                              "variant": variant, **a.summary(), "clips": len(clips)})
     print(format_table(rows))
     print("\nBy the camera's pitch (looking down > 0), true focal, the page's root:")
-    print(f"{'set':7} {'2D':7} {'lifter':8} {'pitch':>9} {'% dist':>7} {'depth bias %':>12} {'frames':>7}")
+    print(f"{'set':7} {'2D':7} {'lifter':8} {'pitch':>9} {'% dist':>7} {'depth bias %':>12} {'tilt error °':>12} "
+          f"{'frames':>7}")
     for (set_name, condition, name, pitch_bin), a in sorted(by_pitch.items()):
         r = a.summary()
+        tilt = np.concatenate(a.tilt)
         print(f"{set_name:7} {condition:7} {name:8} {pitch_bin:>9} {r['pct']:7.1f} {r['depth_bias_pct']:12.1f} "
-              f"{a.placed:7d}")
+              f"{np.nanmean(tilt):12.1f} {a.placed:7d}")
     return 0
 
 
@@ -119,6 +124,13 @@ def _pitch_bin(deg: float) -> str:
         if deg < hi:
             return f"< {hi}°"
     return ">= 20°"
+
+
+def _spine_tilt(joints: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Per frame, how far the spine (pelvis -> thorax) leans away from the camera, degrees (NaN where unseen)."""
+    spine = joints[:, H["thorax"]] - joints[:, H["pelvis"]]
+    seen = (confidence[:, H["thorax"]] > 0) & (confidence[:, H["pelvis"]] > 0)
+    return np.where(seen, np.degrees(np.arctan2(spine[:, 2], -spine[:, 1])), np.nan)
 
 
 def _climb(folder: Path) -> list[Clip]:
@@ -207,6 +219,7 @@ class _Acc:
     def __init__(self) -> None:
         self.err, self.pct, self.depth_pct, self.lateral, self.slide = [], [], [], [], []
         self.frames = self.placed = 0
+        self.tilt: list[np.ndarray] = []  # lifted minus true spine tilt, degrees, per frame
         self.hits = self.claimed = self.planted = 0  # contact: right claims, all claims, true contacts
 
     def summary(self) -> dict:

@@ -90,7 +90,8 @@ def main_person(people: list[dict]) -> dict | None:
 
 def main_person_arrays(frames: list[dict]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """The main person over a recording's frames (records or pose messages), for the BVH export:
-    joints3d [F, 17, 3] mm, valid [F, 17] (False where missing or nobody), root [F, 3] mm or None
+    joints3d [F, 17, 3] mm, valid [F, 17] (False where missing or nobody; True for joints held by the temporal
+    lifter: a leg behind a chair keeps following the lifted estimate rather than freezing), root [F, 3] mm or None
     (when the people carry no `root`; NaN rows where nobody was found)."""
     n = len(frames)
     joints = np.zeros((n, 17, 3), np.float64)
@@ -102,7 +103,7 @@ def main_person_arrays(frames: list[dict]) -> tuple[np.ndarray, np.ndarray, np.n
         if person is None:
             continue
         joints[i] = person["joints3d"]
-        valid[i] = np.asarray(person["confidence"]) > 0
+        valid[i] = (np.asarray(person["confidence"]) > 0) | np.asarray(person.get("held", False), bool)
         if person.get("root") is not None:
             root[i] = person["root"]
             has_root = True

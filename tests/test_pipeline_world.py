@@ -13,6 +13,7 @@ import pytest
 
 from posecast.lifter import Lifter, TemporalLifter
 from posecast.history import KeypointHistory
+from posecast import records
 from posecast.pipeline import PoseStream
 from posecast.skeleton import C, H
 from posecast.world import World
@@ -128,6 +129,10 @@ def test_joints_hidden_now_but_seen_in_the_window_are_held_and_placed(tmp_path):
     hidden = [H["r_knee"], H["r_ankle"], H["l_knee"], H["l_ankle"]]
     assert [j for j, h in enumerate(person["held"]) if h] == sorted(hidden)
     assert all(person["confidence"][j] == 0 and any(person["joints3d"][j]) for j in hidden)  # placed, not zeros
+    # A recording's BVH animates held joints from their estimate (not the last seen rotation).
+    joints3d, valid, _ = records.main_person_arrays([{"people": [person]}])
+    assert valid[0, hidden].all() and valid[0].sum() == 17
+    np.testing.assert_array_equal(joints3d[0, hidden], np.array(person["joints3d"])[hidden])
     # The per-frame lifter has no window: the same hidden legs are missing, with no position.
     per_frame = PoseStream(ScriptedDetector([[Person(1, kp, legs_hidden)]]), Lifter(device="cpu", threads=1), None,
                            World())

@@ -1,9 +1,9 @@
 """The training loop of the per-frame (fit.py) and the temporal (fit_temporal.py) lifter.
 
 Each epoch draws fresh samples from its own seed ([seed, epoch]), so a resumed epoch sees the
-same ones; trains on them in batches (Adam, learning rate decaying exponentially from lr to
-lr_final over the epochs or the time budget, max-norm after each step); then the fit's
-evaluation scores the model. `last.pt` is written after every epoch and every
+same ones; trains on them in batches (the fit's optimiser, Adam, with the learning rate decaying
+exponentially from lr to lr_final over the epochs or the time budget; max-norm after each
+step); then the fit's evaluation scores the model. `last.pt` is written after every epoch and every
 checkpoint_minutes within one (a rerun with the same out continues at the next step);
 `best.pt` is the epoch with the best score. What differs between the fits (the samples, the
 loss, the evaluation, what a checkpoint holds beside the weights) comes in a `Task`.
@@ -28,7 +28,7 @@ from .model import JOINTS
 
 
 class TrainOptions(Protocol):
-    """The options every fit has (FitOptions, TemporalFitOptions: dataclasses, saved as the checkpoint's fit_options)."""
+    """The options every fit has (FitOptions, TemporalFitOptions: dataclasses, saved as a checkpoint's fit_options)."""
     out: Path
     epochs: int
     samples_per_epoch: int
@@ -53,7 +53,8 @@ def add_training_arguments(parser: argparse.ArgumentParser, d: TrainOptions) -> 
     parser.add_argument("--lr", type=float, default=d.lr)
     parser.add_argument("--lr-final", type=float, default=d.lr_final)
     parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--threads", type=int, default=d.threads, help=f"torch CPU threads (default: {d.threads or 'all'})")
+    parser.add_argument("--threads", type=int, default=d.threads,
+                        help=f"torch CPU threads (default: {d.threads or 'all'})")
     parser.add_argument("--minutes", type=float, default=d.minutes,
                         help="time budget: the learning rate decays over it and training stops at its end")
     parser.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes,
@@ -84,8 +85,8 @@ class Task:
     score: Callable[[list[dict]], float]              # the rows' selection score: lower is better, NaN: none
     brief: Callable[[list[dict]], dict]               # the rows' summary for the log
     checkpoint: dict                                  # saved beside the weights (statistics, model options)
-    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None  # (standardised output, mm target);
-                                                                              # None: the mean joint distance
+    # The loss of a batch from the net's standardised output and the target in mm; None: the mean joint distance.
+    loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None
     max_norm: bool = True
     frozen_norm: bool = False                         # the batch norms keep their statistics (see train_mode)
     after_epoch: Callable[[list[dict]], None] | None = None  # called with the history, e.g. to plot it

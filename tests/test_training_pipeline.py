@@ -6,6 +6,7 @@ import json
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from posecast.lifter import Lifter
 from training.dataset import DatasetFiles
@@ -61,3 +62,45 @@ def test_tiny_training_loss_falls_and_exports_with_parity(tiny_dataset: DatasetF
     lifter = Lifter(out, device="cpu")
     assert lifter.info["joints"][0] == "pelvis" and "bandai" in lifter.info["metrics"]
     assert json.loads(out.with_suffix(".json").read_text()) == lifter.info
+
+
+def test_interrupted_fit_continues_within_its_epoch(tiny_dataset: DatasetFiles, tmp_path, monkeypatch):
+    """A fit stopped within an epoch (Ctrl-C) and run again goes on from the step after its last
+    checkpoint, with that epoch's samples, and ends with the weights of a run never stopped."""
+    def options(out):
+        return FitOptions(out=out, data=tiny_dataset.root, model=ModelOptions(width=64, blocks=1, dropout=0.0),
+                          epochs=2, samples_per_epoch=640, batch=64, threads=1, eval_limit=100,
+                          checkpoint_minutes=0.0)  # last.pt after every step
+
+    steps, stop_after = [], [13]  # 10 steps an epoch: stopped in the second
+    adam_step = torch.optim.Adam.step
+
+    def step(self, *args, **kwargs):
+        if len(steps) == stop_after[0]:
+            raise KeyboardInterrupt
+        steps.append(1)
+        return adam_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", step)
+    with pytest.raises(KeyboardInterrupt):
+        fit(options(tmp_path / "run"))
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=False)
+    assert (ckpt["epoch"], ckpt["step_in_epoch"]) == (1, 3)
+    # A checkpoint from before step_in_epoch (written after an epoch, as then: here best.pt) resumes at the next epoch.
+    (tmp_path / "old").mkdir()
+    old_format = torch.load(tmp_path / "run" / "best.pt", weights_only=False)
+    assert old_format["epoch"] == 1
+    del old_format["step_in_epoch"]
+    torch.save(old_format, tmp_path / "old" / "last.pt")
+
+    stop_after[0] = None
+    steps.clear()
+    resumed = fit(options(tmp_path / "run"))
+    assert len(steps) == 7 and resumed["epoch"] == 2 and resumed["step_in_epoch"] == 0
+    steps.clear()
+    old = fit(options(tmp_path / "old"))
+    assert len(steps) == 10
+    whole = fit(options(tmp_path / "whole"))
+    for name, weights in whole["state_dict"].items():
+        assert torch.equal(resumed["state_dict"][name], weights), name
+        assert torch.equal(old["state_dict"][name], weights), name

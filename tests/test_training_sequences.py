@@ -123,6 +123,56 @@ def test_mlp_starts_as_the_per_frame_lifter(dataset: SequenceFiles):
     np.testing.assert_allclose(got, want, atol=0.05)
 
 
+def test_refiner_starts_as_the_per_frame_lifter_and_learns_only_its_correction(dataset: SequenceFiles):
+    stats, weights = per_frame_weights(paths.LIFTER_ONNX)
+    net = TemporalNet(stats, TemporalOptions(arch="refine", window=5, hold_tau=0.0))
+    (motion,) = dataset.load_motion()
+    w = synthesize_windows(motion, np.arange(100, 400, 3), np.random.default_rng(0), WindowOptions(window=5))
+    kp, cf = torch.from_numpy(w.keypoints), torch.from_numpy(w.confidence)
+    init_from_per_frame(net, weights, (kp, cf))
+    with torch.no_grad():
+        got = net.eval()(kp, cf).numpy()
+    np.testing.assert_allclose(got, Lifter(paths.LIFTER_ONNX, device="cpu")(w.keypoints[:, -1], w.confidence[:, -1]),
+                               atol=0.05)
+    assert {n.split(".")[0] for n, p in net.named_parameters() if p.requires_grad} == {"refine"}
+    assert not net.train().stem.training and net.refine.training  # the frozen lifter computes as at inference
+
+
+def test_windows_with_several_targets_give_the_newest_poses(dataset: SequenceFiles):
+    (motion,) = dataset.load_motion()
+    opts = WindowOptions(window=7, targets=3, views=1, dropout=None, rate=LiveRate(short_history=0.0))
+    ends = np.r_[np.arange(1, 4), np.arange(200, 210)]  # the first ones begin with the clip: no frames before
+    w = synthesize_windows(motion, ends, np.random.default_rng(0), opts)
+    assert w.keypoints.shape == (13, 7, 17, 2) and w.joints3d.shape == (13, 3, 17, 3)
+    before = w.confidence[:, -3:].max(-1) == 0  # frames before the person appeared
+    assert before[:3].any() and not before[3:].any() and not before[:, -1].any()
+    assert np.array_equal(np.isnan(w.joints3d).all((-1, -2)), before)
+    assert np.all(w.joints3d[~before][:, 0] == 0)  # pelvis-relative, as the newest frame's alone
+
+
+def test_smooth_loss_sees_jitter_that_the_joint_distance_does_not():
+    from training.fit_temporal import smooth_loss
+
+    stats, _ = per_frame_weights(paths.LIFTER_ONNX)
+    net = TemporalNet(stats, TemporalOptions(window=3))
+    rng = np.random.default_rng(0)
+    truth = torch.from_numpy(rng.normal(0, 200, (64, 3, 17, 3)).astype(np.float32))
+    truth[:, :, 0] = 0
+
+    def loss(pred_mm: torch.Tensor, weight: float) -> float:
+        standardised = ((pred_mm[:, :, 1:] - net.mean3d) / net.std3d).flatten(2)  # what to_mm turns back into pred_mm
+        return float(smooth_loss(net, standardised, truth, weight))
+
+    offset = torch.zeros(3, 17, 3)
+    offset[:, 1:, 0] = 30.0
+    steady, jitter = truth + offset, truth + offset * torch.tensor([1.0, -1.0, 1.0]).view(3, 1, 1)
+    assert loss(truth, 1.0) == pytest.approx(0, abs=1e-3)
+    assert loss(steady, 0.0) == pytest.approx(30, rel=1e-3) and loss(jitter, 0.0) == pytest.approx(30, rel=1e-3)
+    assert loss(steady, 1.0) == pytest.approx(30, rel=1e-3) and loss(jitter, 1.0) > loss(steady, 1.0) + 100
+    truth[:5, 0] = float("nan")  # a frame before the person appeared is left out, not NaN
+    assert np.isfinite(loss(steady, 1.0))
+
+
 @pytest.mark.parametrize("arch", ["mlp", "tcn"])
 def test_tiny_temporal_training_resumes_and_exports(dataset: SequenceFiles, tmp_path, arch: str):
     from export.lifter_temporal import export_temporal

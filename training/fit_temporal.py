@@ -29,6 +29,7 @@ from .trainer import Task, add_training_arguments, begin, resumable, train, trai
 log = logging.getLogger(__name__)
 # The floor and acrobatics poses are 0.1 % of the frames: give them a fixed share of every epoch.
 SHARES = {"cmu-mb": 0.04, "cmu-daz-salsa": 0.08}
+SMOOTH_FRAMES = 3  # consecutive outputs an acceleration takes
 
 
 @dataclass
@@ -53,9 +54,13 @@ class TemporalFitOptions:
     noise_px: float | None = None     # detector noise floor (px, per window up to this); None: the per-frame recipe's
     static_noise: float | None = None  # None: WindowOptions' default
     legs: float | None = None         # probability of knees/ankles gone over a stretch; None: the default
+    # Weight of the acceleration error of SMOOTH_FRAMES consecutive outputs (mm/frame^2, against the truth's)
+    # beside the joint distance; 0: the newest frame's joint distance alone.
+    smooth: float = 0.0
 
     def window_options(self) -> WindowOptions:
-        opts = WindowOptions(window=self.model.window)
+        extra = SMOOTH_FRAMES - 1 if self.smooth > 0 else 0
+        opts = WindowOptions(window=self.model.window + extra, targets=1 + extra)
         if self.noise_px is not None:
             opts.sample.noise = replace(opts.sample.noise, floor_px=self.noise_px)
         if self.static_noise is not None:
@@ -81,6 +86,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise-px", type=float, help="2D noise floor, pixels (default: the per-frame recipe's 3)")
     parser.add_argument("--static-noise", type=float, help="largest share of the noise fixed over a window (default 0.6)")
     parser.add_argument("--legs", type=float, help="probability of knees/ankles gone over a stretch (default 0.3)")
+    parser.add_argument("--smooth", type=float, default=d.smooth,
+                        help="weight of the acceleration error of 3 consecutive outputs beside the joint distance")
     parser.add_argument("--history-only", action="store_true",
                         help="train only the older frames' input weights of a model started from the per-frame lifter")
 
@@ -91,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
                               model=TemporalOptions(args.arch, args.window, args.width, args.blocks, args.dropout),
                               init=init, eval_frames=args.eval_frames, history_only=args.history_only,
                               noise_px=args.noise_px, static_noise=args.static_noise, legs=args.legs,
+                              smooth=args.smooth,
                               **training_options(args))
     fit_temporal(opts)
     return 0
@@ -106,18 +114,22 @@ def fit_temporal(opts: TemporalFitOptions) -> dict:
     net = TemporalNet(stats, opts.model)
     if opts.init is not None and not resumable(opts.out):
         calib = sample_windows(motions, 4096, np.random.default_rng([opts.seed, 10**6]), wopts)
-        init_from_per_frame(net, per_frame, (torch.from_numpy(calib.keypoints), torch.from_numpy(calib.confidence)))
+        t = opts.model.window
+        init_from_per_frame(net, per_frame, (torch.from_numpy(calib.keypoints[:, -t:]),
+                                             torch.from_numpy(calib.confidence[:, -t:])))
         log.info("windowed MLP starts as the per-frame lifter %s", opts.init)
     if opts.history_only:
         freeze_all_but_history(net)
     optimiser = torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=opts.lr)
-    task = Task(net, optimiser,
+    smooth = opts.smooth > 0
+    task = Task(Consecutive(net, SMOOTH_FRAMES) if smooth else net, optimiser,
                 sample=lambda rng: sample_windows(motions, opts.samples_per_epoch, rng, wopts, SHARES),
                 evaluate=lambda: evaluate_tracks(torch_window_predictor(net), files, frames=opts.eval_frames,
                                                  window=opts.model.window),
                 score=selection_score, brief=_brief,
                 checkpoint={"stats": stats, "model_options": asdict(opts.model),
                             "window_options": _plain(asdict(wopts))},
+                loss=(lambda out, y: smooth_loss(net, out, y, opts.smooth)) if smooth else None,
                 max_norm=not opts.history_only,
                 # A model started from the per-frame lifter carries that lifter's statistics. Letting
                 # new data (the floor poses, salsa, the windows' history) move them changed the
@@ -125,6 +137,41 @@ def fit_temporal(opts: TemporalFitOptions) -> dict:
                 # Bandai. Frozen, the start is exactly the per-frame lifter.
                 frozen_norm=opts.init is not None)
     return train(task, opts, log)
+
+
+class Consecutive:
+    """A TemporalNet as the trainer sees it on windows k-1 frames longer than its own: its standardised outputs
+    for each of the k newest frames [N,k,48] (each from the window ending there), mm of the newest."""
+
+    def __init__(self, net: TemporalNet, k: int) -> None:
+        self.net, self.k = net, k
+
+    def __getattr__(self, name: str):  # weights, modes, max-norm: the net's own (checkpoints stay loadable)
+        return getattr(self.net, name)
+
+    def standardised(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
+        t = self.net.opts.window
+        return torch.stack([self.net.standardised(keypoints[:, j:j + t], confidence[:, j:j + t])
+                            for j in range(self.k)], 1)
+
+    def to_mm(self, standardised: torch.Tensor) -> torch.Tensor:
+        return self.net.to_mm(standardised[:, -1])
+
+
+def smooth_loss(net: TemporalNet, out: torch.Tensor, target: torch.Tensor, weight: float) -> torch.Tensor:
+    """Mean joint distance over the k frames plus weight x the acceleration error (mm/frame^2) of the three
+    newest: jitter is what a per-frame loss does not see. out [N,k,48] standardised, target [N,k,17,3] mm
+    (NaN: a frame before the person appeared, left out)."""
+    n, k = out.shape[:2]
+    pred = net.to_mm(out.flatten(0, 1)).view(n, k, -1, 3)[:, :, 1:]  # without the pelvis (0 in both)
+    seen = ~torch.isnan(target[:, :, 0, 0])                          # [N,k]
+    truth = torch.nan_to_num(target)[:, :, 1:]
+    dist = (pred - truth).norm(dim=-1).mean(-1)                       # [N,k]
+    loss = (dist * seen).sum() / seen.sum().clamp(min=1)
+    accel = lambda p: p[:, -1] - 2 * p[:, -2] + p[:, -3]  # noqa: E731
+    all3 = seen[:, -3:].all(1)
+    err = (accel(pred) - accel(truth)).norm(dim=-1).mean(-1)         # [N]
+    return loss + weight * (err * all3).sum() / all3.sum().clamp(min=1)
 
 
 def freeze_all_but_history(net: TemporalNet) -> None:

@@ -90,6 +90,9 @@ class WindowOptions:
     camera_motion_deg: float = 2.0  # the camera turns by up to this over a window (hand-held, bumped)
     views: int = 4               # camera/noise/dropout draws per posed window (the costly part)
     full_history: float = 0.6    # share of windows that lie wholly within their clip (see window_ends)
+    # The 3D pose of this many newest frames (1: joints3d [N,17,3]; more: [N,K,17,3], NaN for a frame before
+    # the person appeared), for a loss on the motion of consecutive outputs (fit-temporal --smooth).
+    targets: int = 1
 
 
 @dataclass
@@ -171,7 +174,13 @@ def synthesize_windows(motion: MotionSet, ends: np.ndarray, rng: np.random.Gener
     if opts.dropout is not None:
         conf *= temporal_dropout(n, t, opts.dropout, rng)
     keypoints, confidence = coco18_to_h36m17(pixels, conf.reshape(n * t, -1))
-    target = h36m17_from_coco3d(cam.reshape(n, t, 18, 3)[:, -1]).astype(np.float32)
+    k = opts.targets
+    target = h36m17_from_coco3d(cam.reshape(n, t, 18, 3)[:, -k:].reshape(n * k, 18, 3)).astype(np.float32)
+    if k == 1:
+        target = target.reshape(n, 17, 3)
+    else:
+        target = target.reshape(n, k, 17, 3)
+        target[~exists[:, -k:]] = np.nan
     return Windows(keypoints.reshape(n, t, 17, 2), confidence.reshape(n, t, 17), target)
 
 

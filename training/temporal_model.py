@@ -12,6 +12,10 @@ pelvis exactly 0, with the same 2D pass-through of the newest frame as the per-f
   weights at zero, it starts out as exactly the per-frame model and learns what history adds.
 - "tcn" (VideoPose3D's causal, strided TCN): temporal convolutions of kernel 3 and stride 3
   (27 -> 9 -> 3 -> 1 frames), residual connections taking the newest frame of each group.
+- "refine": the per-frame lifter (its weights, frozen) on the newest frame's 2D, corrected by a
+  small MLP that sees the whole window (a learnt causal 2D filter: jitter and short occlusions
+  are 2D problems, and the pose prior stays the per-frame lifter's, trained much longer). The
+  correction starts at zero, so the start is exactly the per-frame lifter.
 
 No future frames enter: the output depends on the window's frames only, the newest last.
 """
@@ -29,7 +33,8 @@ from posecast.skeleton import H
 from .model import JOINTS, Block, normalise_2d, pass_through, standardised_to_mm
 
 FEATURES = JOINTS * 3  # per frame: 17 x (x, y) standardised + 17 visibility flags
-ARCHITECTURES = ("mlp", "tcn")
+ARCHITECTURES = ("mlp", "tcn", "refine")
+REFINE_WIDTH = 256  # the 2D correction's hidden width: a filter, not a second pose model
 
 
 @dataclass
@@ -58,9 +63,16 @@ class TemporalNet(nn.Module):
                             ("mean3d", (JOINTS - 1, 3)), ("std3d", (JOINTS - 1, 3))):
             self.register_buffer(name, torch.tensor(stats[name], dtype=torch.float32).reshape(shape))
         w, t = opts.width, opts.window
-        if opts.arch == "mlp":
-            self.stem = nn.Sequential(nn.Linear(t * FEATURES, w), nn.BatchNorm1d(w), nn.ReLU(), nn.Dropout(opts.dropout))
+        if opts.arch in ("mlp", "refine"):
+            inputs = FEATURES if opts.arch == "refine" else t * FEATURES
+            self.stem = nn.Sequential(nn.Linear(inputs, w), nn.BatchNorm1d(w), nn.ReLU(), nn.Dropout(opts.dropout))
             self.blocks = nn.Sequential(*(Block(w, opts.dropout) for _ in range(opts.blocks)))
+            if opts.arch == "refine":
+                h = REFINE_WIDTH
+                self.refine = nn.Sequential(nn.Linear(t * FEATURES, h), nn.ReLU(), nn.Linear(h, h), nn.ReLU(),
+                                            nn.Linear(h, JOINTS * 2))
+                nn.init.zeros_(self.refine[-1].weight)
+                nn.init.zeros_(self.refine[-1].bias)
         else:
             self.stem = nn.Sequential(nn.Conv1d(FEATURES, w, 3, stride=3), nn.BatchNorm1d(w), nn.ReLU(),
                                       nn.Dropout(opts.dropout))
@@ -70,6 +82,17 @@ class TemporalNet(nn.Module):
         self.pass_scale = nn.Linear(w, 1)
         nn.init.zeros_(self.pass_scale.weight)
         nn.init.zeros_(self.pass_scale.bias)
+        if opts.arch == "refine":  # the per-frame lifter (init_from_per_frame) stays as it is: only refine learns
+            for name, p in self.named_parameters():
+                p.requires_grad_(name.startswith("refine."))
+
+    def train(self, mode: bool = True) -> "TemporalNet":
+        """For the refiner, the frozen per-frame lifter always computes as at inference (no dropout)."""
+        super().train(mode)
+        if self.opts.arch == "refine":
+            for part in (self.stem, self.blocks):
+                part.eval()
+        return self
 
     def standardised(self, keypoints: torch.Tensor, confidence: torch.Tensor) -> torch.Tensor:
         """[N,T,17,2] pixels + [N,T,17] -> standardised 3D of the newest frame's 16 non-pelvis joints [N,48]."""
@@ -81,7 +104,15 @@ class TemporalNet(nn.Module):
         pose, weight = normalise_2d(keypoints.reshape(-1, JOINTS, 2), confidence.reshape(-1, JOINTS))
         x = torch.where(weight.unsqueeze(-1) > 0, (pose - self.mean2d) / self.std2d, torch.zeros_like(pose))
         features = torch.cat([x.flatten(1), weight], 1).reshape(n, t, FEATURES)
-        if self.opts.arch == "mlp":
+        if self.opts.arch == "refine":
+            # The newest frame's seen joints moved by the correction (standardised units), then lifted alone.
+            newest = weight.reshape(n, t, JOINTS)[:, -1]
+            delta = self.refine(features.flatten(1)).view(n, JOINTS, 2) * newest.unsqueeze(-1)
+            x = x.reshape(n, t, JOINTS, 2)[:, -1] + delta
+            pose = pose.reshape(n, t, JOINTS, 2).clone()
+            pose[:, -1] = pose[:, -1] + delta * self.std2d
+            hidden = self.blocks(self.stem(torch.cat([x.flatten(1), newest], 1)))
+        elif self.opts.arch == "mlp":
             hidden = self.blocks(self.stem(features.flatten(1)))
         else:
             h = self.stem(features.transpose(1, 2))
@@ -103,8 +134,10 @@ class TemporalNet(nn.Module):
     @torch.no_grad()
     def apply_max_norm(self, max_norm: float = 1.0) -> None:
         """Max-norm on the hidden layers (those followed by batch norm), as in the per-frame lifter."""
+        refine = set(self.refine.modules()) if self.opts.arch == "refine" else set()
         for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Conv1d)) and module not in (self.head, self.pass_scale):
+            if (isinstance(module, (nn.Linear, nn.Conv1d)) and module not in (self.head, self.pass_scale)
+                    and module not in refine):
                 flat = module.weight.view(module.weight.shape[0], -1)
                 flat.copy_(torch.renorm(flat, 2, 0, max_norm))
 
@@ -170,8 +203,8 @@ def init_from_per_frame(net: TemporalNet, weights: dict[str, np.ndarray], calibr
     to the max-norm bound, and its batch norm is set to undo that scale around the layer's own
     training-mode statistics on `calibration` windows: exact in eval mode, and in training mode
     about what the per-frame lifter computed while it trained."""
-    if net.opts.arch != "mlp":
-        raise ValueError("only the windowed MLP can start from the per-frame lifter")
+    if net.opts.arch not in ("mlp", "refine"):
+        raise ValueError("only the windowed MLP and the refiner can start from the per-frame lifter")
     t = net.opts.window
     pairs = [(net.stem[0], net.stem[1], "stem.0")]
     for i, block in enumerate(net.blocks):

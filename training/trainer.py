@@ -140,7 +140,9 @@ def train(task: Task, opts: TrainOptions, log: logging.Logger) -> dict:
                 continue
             out = net.standardised(kp[sl], cf[sl])
             # Joint distances (mm) without the pelvis: it is 0 in both, and a norm has no gradient at 0.
-            dist = (net.to_mm(out) - y[sl])[:, 1:].norm(dim=-1)
+            # With the poses of several newest frames as targets ([N,K,17,3]), of the newest.
+            newest = y[sl] if y.dim() == 3 else y[sl][:, -1]
+            dist = (net.to_mm(out) - newest)[:, 1:].norm(dim=-1)
             loss = dist.mean() if task.loss is None else task.loss(out, y[sl])
             optimiser.zero_grad()
             loss.backward()

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                             if factor == 1.0 and variant == VARIANTS[-1]:
                                 key = (set_name, condition, name, _pitch_bin(pitch))
                                 _score(by_pitch.setdefault(key, _Acc()), *placed, truth, low, times)
-                                by_pitch[key].tilt.append(_spine_tilt(joints, cf) - _spine_tilt(truth - truth[:, :1], cf))
+                                by_pitch[key].tilt.append(_spine_tilt(joints, cf) - _spine_tilt(truth, cf))
             for (name, factor, variant), a in acc.items():
                 rows.append({"set": set_name, "condition": condition, "lifter": name, "focal": factor,
                              "variant": variant, **a.summary(), "clips": len(clips)})

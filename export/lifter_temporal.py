@@ -1,10 +1,16 @@
-"""`python -m export lifter-temporal`: a temporal checkpoint -> weights/lifter_temporal.onnx (+ .json).
+"""`python -m export lifter-temporal`: temporal checkpoints -> weights/lifter_temporal.onnx (+ .json).
 
 The graph holds the whole contract (posecast/lifter.py, TemporalLifter): per-frame
 normalisation and missing-joint masking, the window's frames side by side, the newest frame's
 pose out. The weight matrices are stored as float16 and cast back to float32 in the graph
 (the arithmetic stays float32), which halves the file; the manifest gives the exported file's
 difference from the float checkpoint and its metrics, measured on the exported file itself.
+
+Given several members (checkpoints of `fit-temporal`, or temporal lifters already exported),
+the file is their **mean**: one graph that runs each member on the same window and averages
+the poses. Models trained apart err apart (a windowed MLP started from the per-frame lifter,
+a TCN learnt from scratch), and the mean of their poses is nearer the truth than either
+(docs/lifter.md has the figures); the contract stays that of a single lifter.
 """
 from __future__ import annotations
 
@@ -24,10 +30,15 @@ log = logging.getLogger(__name__)
 # Float16 weights move joints by a few hundredths of a millimetre on real poses (the figures
 # are in the manifest); more means a broken export.
 QUANTISED_MEAN_LIMIT_MM = 0.5
+SELECTION = ("best epoch by the climbing set's bone-corrected P-MPJPE at live rates "
+             "(exact, 5 px noise, knees/ankles gone over stretches)")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoint", nargs="?", type=Path, default=paths.ROOT / "runs" / "lifter-temporal" / "best.pt")
+    parser.add_argument("members", nargs="*", type=Path,
+                        default=[paths.ROOT / "runs" / "lifter-temporal" / "best.pt"],
+                        help="a checkpoint of `fit-temporal`; or several checkpoints and/or exported temporal "
+                             "lifters (.onnx), averaged into one model")
     parser.add_argument("--out", type=Path, default=paths.LIFTER_TEMPORAL_ONNX)
     parser.add_argument("--data", type=Path, help="sequence dataset for the manifest's metrics (default: cache)")
     parser.add_argument("--float32", dest="quantise", action="store_false", help="store float32 weights")
@@ -36,12 +47,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from training.prepare_temporal import SequenceFiles
     files = SequenceFiles(args.data) if args.data else SequenceFiles.default()
-    manifest = export_temporal(args.checkpoint, args.out, files, quantise=args.quantise)
+    manifest = export_temporal(args.members, args.out, files, quantise=args.quantise)
     print(json.dumps({k: manifest[k] for k in ("temporal", "parity", "metrics")}, indent=1))
     return 0
 
 
-def export_temporal(checkpoint: Path, out: Path, files=None, quantise: bool = True) -> dict:
+def export_temporal(members: Path | list[Path], out: Path, files=None, quantise: bool = True) -> dict:
+    """Export one checkpoint, or the mean of several members (checkpoints or exported .onnx files)."""
+    import onnx
+
+    paths_ = [Path(members)] if isinstance(members, (str, Path)) else [Path(m) for m in members]
+    if not paths_:
+        raise ValueError("no member to export")
+    built = [_member(p, files, quantise) for p in paths_]  # all read before `out` may be overwritten
+    windows = {info["temporal"]["window"] for _, info in built}
+    if len(windows) > 1:
+        raise ValueError(f"the members have different windows {sorted(windows)}: a mean needs one window")
+    if len(built) == 1:
+        model, manifest = built[0]
+    else:
+        model = mean_of([m for m, _ in built])
+        onnx.checker.check_model(model, full_check=True)
+        manifest = _ensemble_manifest(paths_, built)
+        manifest["parity"]["mean_of_members_max_abs_mm"] = _merge_parity(model, [m for m, _ in built], windows.pop())
+    _save(model, manifest, out)
+    if files is not None and files.info.is_file():
+        manifest["metrics"] = _metrics(out, files)
+        _save(onnx.load(out), manifest, out)  # again, with the exported file's own figures
+    return manifest
+
+
+def _member(path: Path, files, quantise: bool) -> tuple:
+    """(ONNX model, manifest) of one member: an exported temporal lifter as it is, or a checkpoint
+    converted (checked against PyTorch, float16 weights unless not `quantise`)."""
+    import onnx
+
+    if path.suffix == ".onnx":
+        if not path.is_file():
+            raise FileNotFoundError(f"temporal lifter not found: {path}")
+        model = onnx.load(path)
+        info = json.loads({p.key: p.value for p in model.metadata_props}.get("posecast", "null") or "null")
+        if not info or "temporal" not in info:
+            raise ValueError(f"{path} is not a posecast temporal lifter (no manifest)")
+        if "members" in info:
+            raise ValueError(f"{path} is already the mean of {len(info['members'])} lifters: give its members")
+        return model, info
+    return _from_checkpoint(path, files, quantise)
+
+
+def _from_checkpoint(checkpoint: Path, files, quantise: bool) -> tuple:
     import onnx
     import torch
 
@@ -65,10 +119,7 @@ def export_temporal(checkpoint: Path, out: Path, files=None, quantise: bool = Tr
     wopts = ckpt["window_options"]
     manifest = {
         "model": f"posecast temporal lifter (causal {net.opts.arch}, {t} frames)",
-        "inputs": {"keypoints": f"float32 [N,{t},17,2] pixels, x right, y down, Human3.6M-17 order; "
-                                "oldest frame first, the newest last",
-                   "confidence": f"float32 [N,{t},17] in [0,1]; 0 = missing (coordinates ignored), also for "
-                                 "frames before the person appeared"},
+        "inputs": _inputs(t),
         "outputs": {"joints3d": f"the newest frame's pose: {OUTPUT}"},
         "temporal": {"window": t, "causal": True, "frame_times_input": False,
                      "rates_fps": list(wopts["rate"]["fps"]),
@@ -89,16 +140,106 @@ def export_temporal(checkpoint: Path, out: Path, files=None, quantise: bool = Tr
         "training": {"epochs": ckpt["epoch"], "minutes": round(ckpt["train_seconds"] / 60, 1),
                      "best_score_mm": round(float(ckpt["best_score"]), 1),
                      "initialised_from": ckpt["fit_options"].get("init"),
-                     "selection": "best epoch by the climbing set's bone-corrected P-MPJPE at live rates "
-                                  "(exact, 5 px noise, knees/ankles gone over stretches)",
-                     "options": ckpt["fit_options"]},
+                     "selection": SELECTION, "options": ckpt["fit_options"]},
         "metrics": None,
     }
-    _save(model, manifest, out)
-    if files is not None and files.info.is_file():
-        manifest["metrics"] = _metrics(out, files)
-        _save(onnx.load(out), manifest, out)  # again, with the exported file's own figures
-    return manifest
+    return model, manifest
+
+
+def _inputs(t: int) -> dict:
+    return {"keypoints": f"float32 [N,{t},17,2] pixels, x right, y down, Human3.6M-17 order; "
+                         "oldest frame first, the newest last",
+            "confidence": f"float32 [N,{t},17] in [0,1]; 0 = missing (coordinates ignored), also for "
+                          "frames before the person appeared"}
+
+
+def mean_of(models: list):
+    """One ONNX graph running every member on the same inputs and averaging their `joints3d`."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([], "mean_of_lifters", list(models[0].graph.input), list(models[0].graph.output))
+    outputs = []
+    for i, member in enumerate(models):
+        if [x.name for x in member.graph.input] != [x.name for x in graph.input]:
+            raise ValueError("the members' inputs differ")
+        g = onnx.compose.add_prefix_graph(member.graph, f"m{i}/", rename_inputs=False)
+        graph.node.extend(g.node)
+        graph.initializer.extend(g.initializer)
+        graph.value_info.extend(g.value_info)
+        outputs.append(g.output[0].name)
+    _share_constants(graph)
+    graph.initializer.append(helper.make_tensor("mean_weight", TensorProto.FLOAT, [], [1.0 / len(models)]))
+    graph.node.extend([helper.make_node("Sum", outputs, ["sum_of_members"], name="sum_of_members"),
+                       helper.make_node("Mul", ["sum_of_members", "mean_weight"], [graph.output[0].name],
+                                        name="mean_of_members")])
+    opsets = {(o.domain, o.version) for m in models for o in m.opset_import}
+    if len({d for d, _ in opsets}) != len(opsets):
+        raise ValueError(f"the members use different opsets {sorted(opsets)}")
+    return helper.make_model(graph, opset_imports=list(models[0].opset_import), ir_version=models[0].ir_version,
+                             producer_name="posecast")
+
+
+def _share_constants(graph) -> None:
+    """Members' equal constants (the same statistics, shapes, axes) become one, so that onnxruntime's
+    common-subexpression pass computes the normalisation and the hold they share once."""
+    from onnx import numpy_helper
+
+    first: dict[tuple, str] = {}
+    rename: dict[str, str] = {}
+    kept = []
+    for init in graph.initializer:
+        value = numpy_helper.to_array(init)
+        key = (init.data_type, tuple(init.dims), value.tobytes())
+        if key in first:
+            rename[init.name] = first[key]
+        else:
+            first[key] = init.name
+            kept.append(init)
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+
+
+def _merge_parity(model, members: list, t: int) -> float:
+    """Max abs difference (mm) of the merged graph from the mean of its members run alone."""
+    import onnxruntime as ort
+
+    kp, cf = _random_inputs((64, t))
+    run = lambda m: ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"]).run(  # noqa: E731
+        ["joints3d"], {"keypoints": kp, "confidence": cf})[0]
+    diff = float(np.abs(run(model) - np.mean([run(m) for m in members], axis=0)).max())
+    if diff >= 1e-3:
+        raise RuntimeError(f"the merged graph differs from the mean of its members by {diff:.4f} mm")
+    return round(diff, 6)
+
+
+def _ensemble_manifest(sources: list[Path], built: list[tuple]) -> dict:
+    infos = [info for _, info in built]
+    first = infos[0]
+    t = first["temporal"]["window"]
+    kinds = ", ".join(f"causal {i['architecture']['arch']}" for i in infos)
+    worst = max(i["parity"]["climbing_windows"]["max_abs_mm"] for i in infos)
+    return {
+        "model": f"posecast temporal lifter (mean of {len(infos)}: {kinds}; {t} frames)",
+        "inputs": _inputs(t), "outputs": first["outputs"],
+        "temporal": first["temporal"],
+        "joints": first["joints"], "edges": first["edges"],
+        "architecture": {"mean_of": [i["architecture"] for i in infos]},
+        "weights": "; ".join(sorted({i["weights"] for i in infos})),
+        "data": TEMPORAL_DATA_SOURCES, "licence": LICENCE,
+        "parity": {"float_max_abs_mm": max(i["parity"]["float_max_abs_mm"] for i in infos),
+                   "climbing_windows": {"max_abs_mm": worst},
+                   "note": "the worst member's, each against its float PyTorch checkpoint; coordinates, mm"},
+        "training": {"minutes": round(sum(i["training"]["minutes"] for i in infos), 1),
+                     "selection": "each member by its own run's " + SELECTION},
+        "members": [{"source": src.name, "model": i["model"], "architecture": i["architecture"],
+                     "training": i["training"], "parity": i["parity"], "metrics": i["metrics"]}
+                    for src, i in zip(sources, infos)],
+        "metrics": None,
+    }
 
 
 def half_weights(model, min_size: int = 4096):

@@ -218,3 +218,35 @@ def test_hold_carries_missing_joints_with_the_hips():
     cf[:, :, knee] = 0
     _, seen = hold_missing(torch.from_numpy(kp), torch.from_numpy(cf), tau=1.5)
     assert np.all(seen.numpy()[:, knee] == 0)
+
+
+def test_the_mean_of_two_lifters_is_one_lifter_with_their_mean_pose(dataset: SequenceFiles, tmp_path):
+    from export.lifter_temporal import export_temporal
+    from training.fit_temporal import TemporalFitOptions, fit_temporal
+
+    for arch in ("mlp", "tcn"):
+        fit_temporal(TemporalFitOptions(out=tmp_path / arch, data=dataset.root, init=None,
+                                        model=TemporalOptions(arch, window=9, width=64, blocks=1, dropout=0.0),
+                                        epochs=1, samples_per_epoch=640, batch=64, lr=3e-3, eval_frames=100))
+        export_temporal(tmp_path / arch / "best.pt", tmp_path / f"{arch}.onnx")
+    out = tmp_path / "mean.onnx"
+    # One member a checkpoint, the other already exported: both kinds are accepted.
+    manifest = export_temporal([tmp_path / "mlp" / "best.pt", tmp_path / "tcn.onnx"], out, dataset)
+    mean, mlp, tcn = (TemporalLifter(tmp_path / f"{n}.onnx", device="cpu") for n in ("mean", "mlp", "tcn"))
+    assert mean.window == 9 and mean.info == json.loads(out.with_suffix(".json").read_text())
+    assert "mean of 2" in manifest["model"] and [m["source"] for m in manifest["members"]] == ["best.pt", "tcn.onnx"]
+    assert set(mean.info["metrics"]["bandai"]) == {"exact", "noise5", "legs_gone", "no_legs"}
+    tracks = dataset.load_tracks("bandai")
+    kp, cf = windows_of(tracks.keypoints, tracks.confidence, tracks.track, 9)
+    cf[::3, -1, 3] = 0  # missing joints too
+    want = (mlp(kp, cf) + tcn(kp, cf)) / 2
+    assert np.abs(mean(kp, cf) - want).max() < 1e-3 and np.abs(mlp(kp, cf) - tcn(kp, cf)).mean() > 1
+
+    with pytest.raises(ValueError, match="already the mean of 2"):
+        export_temporal([out, tmp_path / "tcn.onnx"], tmp_path / "again.onnx")
+    if paths.LIFTER_TEMPORAL_ONNX.is_file():  # window 27 beside window 9
+        with pytest.raises(ValueError, match="different windows"):
+            export_temporal([paths.LIFTER_TEMPORAL_ONNX, tmp_path / "tcn.onnx"], tmp_path / "again.onnx")
+    with pytest.raises(FileNotFoundError, match="not found"):
+        export_temporal([tmp_path / "nothing.onnx", tmp_path / "tcn.onnx"], tmp_path / "again.onnx")
+    assert not (tmp_path / "again.onnx").exists()

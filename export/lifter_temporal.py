@@ -203,6 +203,11 @@ def _share_constants(graph) -> None:
             node.input[i] = rename.get(name, name)
 
 
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _merge_parity(model, members: list, t: int) -> float:
     """Max abs difference (mm) of the merged graph from the mean of its members run alone."""
     import onnxruntime as ort
@@ -235,7 +240,7 @@ def _ensemble_manifest(sources: list[Path], built: list[tuple]) -> dict:
                    "note": "the worst member's, each against its float PyTorch checkpoint; coordinates, mm"},
         "training": {"minutes": round(sum(i["training"]["minutes"] for i in infos), 1),
                      "selection": "each member by its own run's " + SELECTION},
-        "members": [{"source": src.name, "model": i["model"], "architecture": i["architecture"],
+        "members": [{"source": src.name, "sha256": _sha256(src), "model": i["model"], "architecture": i["architecture"],
                      "training": i["training"], "parity": i["parity"], "metrics": i["metrics"]}
                     for src, i in zip(sources, infos)],
         "metrics": None,

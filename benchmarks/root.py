@@ -29,7 +29,8 @@ from posecast.history import KeypointHistory
 from posecast.lifter import Lifter, TemporalLifter
 from posecast.skeleton import H, coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
-from posecast.world import World, WorldOptions
+from posecast.root import ADULT_LEG_MM
+from posecast.world import LEGS, World, WorldOptions
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--clips", type=int, default=40, help="Bandai held-out clips to use (spread over actions)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--true-legs", action="store_true",
+                        help="give each clip's people their true leg length (what `--height` gives a user who knows "
+                             "theirs) instead of the adult default")
 
 
 @dataclass
@@ -97,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 heights = lm[:, [L["r_ankle"], L["l_ankle"]], 1]  # world Y up, FEET order
                 low = heights < np.percentile(heights, 5) + LOW_MM  # at the clip's floor level (not on a box)
                 width, height = (int(v) for v in cams.size[0])
+                legs = _leg_length(truth) if args.true_legs else ADULT_LEG_MM
                 for name, lifter in lifters.items():
                     joints = _smoothed(_lift(lifter, kp, cf, times), cf, times)
                     for factor, pp in INTRINSICS:
@@ -104,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                         # A pinhole with its principal point at c sees what one with it at the centre sees, shifted.
                         seen_kp = kp + (0.5 * np.array([width, height]) - cams.centre[0]) if pp == "true" else kp
                         for variant in VARIANTS:
-                            placed = _place(variant, fov, seen_kp, cf, joints, (width, height), times)
+                            placed = _place(variant, fov, seen_kp, cf, joints, (width, height), times, legs)
                             _score(acc.setdefault((name, factor, pp, variant), _Acc()), *placed, truth, low, times)
                             if (factor, pp) == INTRINSICS[0] and variant == VARIANTS[-1]:
                                 key = (set_name, condition, name, _pitch_bin(pitch))
@@ -123,6 +128,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"{set_name:7} {condition:7} {name:8} {pitch_bin:>9} {r['pct']:7.1f} {r['depth_bias_pct']:12.1f} "
               f"{np.nanmean(tilt):12.1f} {a.placed:7d}")
     return 0
+
+
+def _leg_length(joints: np.ndarray) -> float:
+    """The median hip-knee-ankle length of a clip's pose, mm (as posecast.world measures it)."""
+    legs = [np.linalg.norm(joints[:, a] - joints[:, b], axis=-1) + np.linalg.norm(joints[:, b] - joints[:, c], axis=-1)
+            for a, b, c in LEGS]
+    return float(np.median(np.mean(legs, axis=0)))
 
 
 def _pitch_bin(deg: float) -> str:
@@ -204,8 +216,8 @@ def _smoothed(joints: np.ndarray, cf: np.ndarray, times: np.ndarray) -> np.ndarr
 
 
 def _place(variant: str, fov: float, kp: np.ndarray, cf: np.ndarray, joints: np.ndarray,
-           size: tuple[int, int], times: np.ndarray) -> np.ndarray:
-    options = WorldOptions(fov_deg=fov)
+           size: tuple[int, int], times: np.ndarray, leg_mm: float = ADULT_LEG_MM) -> np.ndarray:
+    options = WorldOptions(fov_deg=fov, leg_mm=leg_mm)
     if variant == "filtered":
         options = replace(options, foot_lock=False)
     world = World(options, temporal=variant != "per frame")

@@ -8,8 +8,8 @@ the pose where it projects onto its keypoints solves, for every seen joint j wit
 
 which is linear in t: a 3x3 least-squares problem, no learning. Each equation is the reprojection error scaled by
 the joint's depth, so a second solve, weighted by 1 / depth, makes it the reprojection error itself.
-The absolute scale comes from the body's size in mm (posecast/world.py gives everyone an adult's legs), so a
-person 10 % taller than that is placed 10 % too far; a wrong focal length moves the depth by the same factor
+The absolute scale comes from the body's size in mm (posecast/world.py gives everyone an adult's legs, or those of
+the height given with `--height`), so a person 10 % taller than that is placed 10 % too near; a wrong focal length moves the depth by the same factor
 (lateral positions barely change).
 """
 from __future__ import annotations
@@ -25,6 +25,10 @@ FOV_RANGE_DEG = (20.0, 150.0)  # beyond these a "field of view" is a typo, not a
 # Hip-knee-ankle of an adult, the length people are scaled to (posecast/world.py): the Bandai actors' legs, the
 # size training scales every mocap rig to (training/rigs.py LEG_MM). Real adults vary by about +-7 %.
 ADULT_LEG_MM = 800.0
+# Hip joint to ankle joint of a standing adult as a share of their height: thigh 0.245 + shank 0.246 (Winter,
+# Biomechanics and Motor Control of Human Movement, segment lengths). ADULT_LEG_MM is someone 1.63 m tall.
+LEG_SHARE_OF_HEIGHT = 0.491
+HEIGHT_RANGE_CM = (100.0, 230.0)  # a person's height; outside it, a typo or a unit mix-up
 MIN_JOINTS = 4  # seen joints needed to place a person (2 already fix t, the rest average out detector noise)
 MIN_DEPTH_MM = 300.0  # a solution closer than this (or behind the camera) is a failed solve, not a person
 
@@ -35,6 +39,14 @@ def check_fov(fov_deg: float) -> float:
     if not (isinstance(fov_deg, (int, float)) and math.isfinite(fov_deg) and lo <= fov_deg <= hi):
         raise ValueError(f"field of view must be a number of degrees in [{lo:g}, {hi:g}], got {fov_deg!r}")
     return float(fov_deg)
+
+
+def leg_mm_for_height(height_cm: float) -> float:
+    """The hip-knee-ankle length (mm) of a person this tall, or ValueError with the accepted range."""
+    lo, hi = HEIGHT_RANGE_CM
+    if not (isinstance(height_cm, (int, float)) and math.isfinite(height_cm) and lo <= height_cm <= hi):
+        raise ValueError(f"height must be a number of centimetres in [{lo:g}, {hi:g}], got {height_cm!r}")
+    return 10.0 * LEG_SHARE_OF_HEIGHT * float(height_cm)
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,15 @@ def test_unwritable_out(tmp_path, where):
     assert blocker.read_text() == "a file where the folder should be"
 
 
+@pytest.mark.parametrize("option, value, says", [("--fov", "500", "field of view"), ("--height", "1.8", "centimetres"),
+                                                 ("--height", "nan", "centimetres")])
+def test_a_camera_or_person_setting_out_of_range(tmp_path, option, value, says):
+    video = write_video(tmp_path / "clip.mp4", plain_frames(3))
+    out = tmp_path / "out"
+    assert_one_line_error(run_process(video, option, value, "--out", out), says)
+    assert not out.exists() or not list(out.iterdir())
+
+
 def test_two_inputs_writing_the_same_file(tmp_path):
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()

@@ -11,7 +11,7 @@ import pytest
 
 from posecast.floor import ANKLE_MM, FloorEstimator, FloorOptions, fit_floor
 from posecast.history import KeypointHistory
-from posecast.root import ADULT_LEG_MM, Intrinsics, project, solve_root
+from posecast.root import ADULT_LEG_MM, Intrinsics, leg_mm_for_height, project, solve_root
 from posecast.skeleton import H
 from posecast.world import World, WorldOptions
 
@@ -175,6 +175,23 @@ def test_people_are_given_an_adults_size_whatever_size_the_lifter_guessed():
         people, joints, _ = World(options)([1], kp, cf, 1.1 * STANDING[None], (640, 480), 0.0)
         assert people[0]["root"][2] == pytest.approx(expected_depth, rel=0.01)
     np.testing.assert_allclose(joints[0], 1.1 * STANDING, atol=1e-6)  # the lifter's size, with leg_mm=None
+
+
+def test_a_given_height_places_a_tall_person_at_their_distance():
+    """Someone with 12.5 % longer legs than the adult default (1.83 m tall), whom the lifter gives an average
+    body: by default placed 11 % too near; with their height given, where they are."""
+    tall = 1.125 * STANDING
+    root = np.array([-150.0, 250.0, 3500.0])
+    kp, cf = seen(tall, root)
+    height_cm = 1.125 * ADULT_LEG_MM / 0.491 / 10
+    for options, expected_depth in ((WorldOptions(), root[2] / 1.125),
+                                    (WorldOptions(leg_mm=leg_mm_for_height(height_cm)), root[2])):
+        people, _, _ = World(options)([1], kp, cf, STANDING[None], (640, 480), 0.0)
+        assert people[0]["root"][2] == pytest.approx(expected_depth, rel=0.01)
+    assert leg_mm_for_height(163) == pytest.approx(ADULT_LEG_MM, rel=0.01)
+    for bad in (17.5, 1830, float("nan"), "tall"):
+        with pytest.raises(ValueError, match="centimetres"):
+            leg_mm_for_height(bad)
 
 
 def test_image_mode_places_people_without_a_floor():

@@ -60,6 +60,10 @@ class FrameProcessor(Protocol):
         """The camera's horizontal field of view in degrees (ValueError outside posecast.root.FOV_RANGE_DEG)."""
         ...
 
+    def set_height(self, height_cm: float | None) -> None:
+        """The height of the people in view, cm (None: the options' size; ValueError outside HEIGHT_RANGE_CM)."""
+        ...
+
 
 class Estimator(Protocol):
     """Models loaded once and shared by all streams."""
@@ -181,6 +185,9 @@ class PoseStream:
 
     def set_fov(self, fov_deg: float) -> None:
         self.world.set_fov(fov_deg)
+
+    def set_height(self, height_cm: float | None) -> None:
+        self.world.set_height(height_cm)
 
     def __call__(self, frame_bgr: np.ndarray, t: float) -> FrameResult:
         t0 = time.perf_counter()

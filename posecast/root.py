@@ -41,12 +41,17 @@ def check_fov(fov_deg: float) -> float:
     return float(fov_deg)
 
 
-def leg_mm_for_height(height_cm: float) -> float:
-    """The hip-knee-ankle length (mm) of a person this tall, or ValueError with the accepted range."""
+def check_height(height_cm: float) -> float:
+    """A person's height in centimetres, or ValueError with the accepted range."""
     lo, hi = HEIGHT_RANGE_CM
     if not (isinstance(height_cm, (int, float)) and math.isfinite(height_cm) and lo <= height_cm <= hi):
         raise ValueError(f"height must be a number of centimetres in [{lo:g}, {hi:g}], got {height_cm!r}")
-    return 10.0 * LEG_SHARE_OF_HEIGHT * float(height_cm)
+    return float(height_cm)
+
+
+def leg_mm_for_height(height_cm: float) -> float:
+    """The hip-knee-ankle length (mm) of a person this tall, or ValueError with the accepted range."""
+    return 10.0 * LEG_SHARE_OF_HEIGHT * check_height(height_cm)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .floor import ANKLE_MM, FEET, ContactOptions, Floor, FloorEstimator, FloorOptions, FootLock, foot_contact
-from .root import ADULT_LEG_MM, DEFAULT_FOV_DEG, Intrinsics, check_fov, solve_root
+from .root import ADULT_LEG_MM, DEFAULT_FOV_DEG, Intrinsics, check_fov, leg_mm_for_height, solve_root
 from .skeleton import H
 from .smoothing import OneEuroFilter, OneEuroOptions
 
@@ -56,12 +56,22 @@ class World:
         self.options = options
         self.temporal = temporal
         self.fov_deg = check_fov(options.fov_deg)
+        self.leg_mm = options.leg_mm
         self.floors = FloorEstimator(options.floor)
         self._tracks: dict[int, _Track] = {}
 
     def set_fov(self, fov_deg: float) -> None:
         """A new field of view (the page's setting): positions follow at once, the floor is learnt anew."""
         self.fov_deg = check_fov(fov_deg)
+        self._start_over()
+
+    def set_height(self, height_cm: float | None) -> None:
+        """The height of the people in view (the page's setting; None: the size of the options). Their distances
+        change with it, so positions follow at once and the floor is learnt anew."""
+        self.leg_mm = self.options.leg_mm if height_cm is None else leg_mm_for_height(height_cm)
+        self._start_over()
+
+    def _start_over(self) -> None:
         self.floors = FloorEstimator(self.options.floor)
         self._tracks.clear()
 
@@ -108,7 +118,7 @@ class World:
         """The factor that gives the person an adult's legs: the lifter sees 2D normalised for position and
         size, so the size of its answer is only a guess, and a person's depth is in proportion to it.
         Per track, the median over its recent frames (a leg's lifted length changes with the pose)."""
-        if self.options.leg_mm is None:
+        if self.leg_mm is None:
             return 1.0
         legs = [np.linalg.norm(joints[a] - joints[b]) + np.linalg.norm(joints[b] - joints[c])
                 for a, b, c in LEGS if valid[a] and valid[b] and valid[c]]
@@ -118,7 +128,7 @@ class World:
         if not history:
             return 1.0
         # A lifted leg is a human's within a factor of two; beyond that the lifter failed, not the person grew.
-        return float(np.clip(self.options.leg_mm / max(float(np.median(history)), 1e-3), 0.5, 2.0))
+        return float(np.clip(self.leg_mm / max(float(np.median(history)), 1e-3), 0.5, 2.0))
 
     def _track(self, track_id: int, t: float) -> _Track:
         track = self._tracks.get(track_id)

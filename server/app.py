@@ -29,14 +29,14 @@ from .peer import Peer, now_ms
 from posecast.pipeline import Estimator, PipelineOptions, RunningMode
 from posecast.pipeline_args import describe
 from posecast.records import header_record
-from posecast.root import FOV_RANGE_DEG, check_fov
+from posecast.root import FOV_RANGE_DEG, HEIGHT_RANGE_CM, check_fov, check_height
 from .recording import MIME, Recorder, RecordingLimits, RecordingRefused, RecordingStore
 from .static import (ALLOWED_METHODS, StaticFiles, json_response, method_not_allowed, response, text_response,
                      without_body)
 
 log = logging.getLogger(__name__)
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 RECORDINGS = "/recordings/"
 TOO_MANY_PEERS = 1013  # "try again later"
 
@@ -217,6 +217,7 @@ class Session:
         self.peer: Peer | None = None
         self.recorder = Recorder(server.recordings, self.outbox, server.recording_header)
         self.fov: float | None = None  # the page's field of view, once it sent one
+        self.height: float | None = None  # the page's height of the people in view (None: the server's)
 
     async def run(self) -> None:
         writer = asyncio.create_task(self.outbox.run())
@@ -261,9 +262,11 @@ class Session:
             self._on_record(data.get("action"))
         elif kind == "camera":
             await self._on_camera(data.get("fov"))
+        elif kind == "person":
+            await self._on_person(data.get("height"))
         else:
             raise ClientError("bad_message", f"unknown message type {offers.quote(kind)} (expected 'offer', "
-                                             "'ping', 'record' or 'camera')")
+                                             "'ping', 'record', 'camera' or 'person')")
 
     async def _on_camera(self, fov: object) -> None:
         try:
@@ -273,6 +276,16 @@ class Session:
             raise ClientError("bad_message", f"camera: 'fov' must be a number of degrees in [{lo:g}, {hi:g}]") from None
         if self.peer is not None:  # on the inference thread: never while a frame is being placed
             await self.server.run_blocking(self.peer.processor.set_fov, self.fov)
+
+    async def _on_person(self, height: object) -> None:
+        try:
+            self.height = None if height is None else check_height(height)
+        except ValueError:
+            lo, hi = HEIGHT_RANGE_CM
+            raise ClientError("bad_message", f"person: 'height' must be null or a number of centimetres in "
+                                             f"[{lo:g}, {hi:g}]") from None
+        if self.peer is not None:
+            await self.server.run_blocking(self.peer.processor.set_height, self.height)
 
     def _on_record(self, action: object) -> None:
         try:
@@ -301,6 +314,8 @@ class Session:
         processor = server.estimator.new_stream()
         if self.fov is not None:
             processor.set_fov(self.fov)
+        if self.height is not None:
+            processor.set_height(self.height)
         self.peer = Peer(processor, server.run_blocking, self.outbox.send_pose,
                          server.estimator.provider, server.options.ice_servers, on_error=self.outbox.send)
         try:

@@ -145,9 +145,13 @@ class CrowdProcessor:
         self.people = people
         self.calls = 0
         self.fov: float | None = None  # the last field of view set (the page's `camera` message)
+        self.height: float | None = None  # the last height set (the page's `person` message)
 
     def set_fov(self, fov_deg: float) -> None:
         self.fov = fov_deg
+
+    def set_height(self, height_cm: float | None) -> None:
+        self.height = height_cm
 
     def __call__(self, frame_bgr: np.ndarray, t: float) -> FrameResult:
         self.calls += 1

@@ -100,6 +100,29 @@ def test_live_pose_stream(clip, server, tmp_path):
         dancer = scene["people"][0]["pelvis"]
         assert 1.0 < math.dist(dancer, scene["camera"]) < 8.0, "the dancer should stand a few metres away"
 
+        # Given a height of 200 cm rather than the adult default of 163, she is given legs 1.23 times as long (and
+        # placed that much further away: her own motion to and fro hides that in a short look).
+        def legs() -> float:
+            lengths = []
+            for _ in range(8):
+                time.sleep(0.15)
+                j = page.evaluate("() => posecast.joints()")
+                for hip, knee, ankle in ((1, 2, 3), (4, 5, 6)):
+                    if j[hip] and j[knee] and j[ankle]:
+                        lengths.append(math.dist(j[hip], j[knee]) + math.dist(j[knee], j[ankle]))
+            return float(np.median(lengths))
+        default = legs()
+        assert 0.7 < default < 0.9, default  # 800 mm
+        for value in ("200", ""):  # and back to the default
+            page.fill("#height", value)
+            page.dispatch_event("#height", "change")
+            page.wait_for_timeout(600)
+            if value:
+                tall = legs()
+                assert 1.15 < tall / default < 1.3, (default, tall)
+        assert page.evaluate("() => localStorage.getItem('posecast.height')") is None
+        assert 0.9 < legs() / default < 1.1
+
         status = page.inner_text("#status")
         assert re.search(r"\d+\.\d fps", status) and re.search(r"latency \d+ ms", status), status
         assert page.locator("#banner").is_hidden()

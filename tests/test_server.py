@@ -37,7 +37,7 @@ async def test_hello_describes_skeleton_models_and_limits(serve):
     server = await serve(FakeEstimator(), max_peers=3)
     async with websockets.connect(ws_url(server)) as ws:
         hello = json.loads(await ws.recv())
-    assert hello["type"] == "hello" and hello["version"] == 2
+    assert hello["type"] == "hello" and hello["version"] == 3
     assert hello["skeleton"] == json.loads(json.dumps(skeleton_info()))
     assert hello["provider"] == "CPU"
     assert hello["models"]["detector"]["file"] == "test-double"
@@ -153,6 +153,8 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_usable(ser
         (b"\x00\x01", "bad_message"),
         (json.dumps({"type": "camera", "fov": "wide"}), "bad_message"),
         (json.dumps({"type": "camera", "fov": 500}), "bad_message"),
+        (json.dumps({"type": "person", "height": "tall"}), "bad_message"),
+        (json.dumps({"type": "person", "height": 1.8}), "bad_message"),  # metres, not centimetres
     ]
     for message, code in cases:
         await client.send(message)
@@ -170,23 +172,25 @@ async def test_malformed_messages_get_errors_and_the_connection_stays_usable(ser
     assert len(client.poses) >= 5
 
 
-async def test_the_pages_field_of_view_reaches_its_stream(serve):
+async def test_the_pages_field_of_view_and_height_reach_its_stream(serve):
     estimator = FakeEstimator()
     server = await serve(estimator)
     client = PoseClient(ws_url(server))
     await client.connect()
 
-    async def camera(fov: float) -> None:
-        await client.send({"type": "camera", "fov": fov})
-        await client.send({"type": "ping", "t": fov})  # messages are handled in order: the pong comes after
+    async def send(message: dict) -> None:
+        await client.send(message)
+        await client.send({"type": "ping", "t": 1})  # messages are handled in order: the pong comes after
         assert (await client.next_message())["type"] == "pong"
 
-    await camera(80)  # before the video: kept for the stream the offer creates
+    await send({"type": "camera", "fov": 80})  # before the video: kept for the stream the offer creates
+    await send({"type": "person", "height": 183})
     await client.start_video(TaggedVideoTrack(drawn_frames(), 30))
     await client.wait_for_poses(1, timeout=15)
-    assert estimator.streams[-1].fov == 80
-    await camera(50.5)  # while streaming
-    assert estimator.streams[-1].fov == 50.5
+    assert (estimator.streams[-1].fov, estimator.streams[-1].height) == (80, 183)
+    await send({"type": "camera", "fov": 50.5})  # while streaming
+    await send({"type": "person", "height": None})  # back to the server's default
+    assert (estimator.streams[-1].fov, estimator.streams[-1].height) == (50.5, None)
     await client.close()
 
 

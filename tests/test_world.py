@@ -188,6 +188,11 @@ def test_a_given_height_places_a_tall_person_at_their_distance():
                                     (WorldOptions(leg_mm=leg_mm_for_height(height_cm)), root[2])):
         people, _, _ = World(options)([1], kp, cf, STANDING[None], (640, 480), 0.0)
         assert people[0]["root"][2] == pytest.approx(expected_depth, rel=0.01)
+    world = World()  # the page's setting, while streaming: at once, and back to the default
+    for height, expected_depth in ((height_cm, root[2]), (None, root[2] / 1.125)):
+        world.set_height(height)
+        people, _, _ = world([1], kp, cf, STANDING[None], (640, 480), 1.0)
+        assert people[0]["root"][2] == pytest.approx(expected_depth, rel=0.01)
     assert leg_mm_for_height(163) == pytest.approx(ADULT_LEG_MM, rel=0.01)
     for bad in (17.5, 1830, float("nan"), "tall"):
         with pytest.raises(ValueError, match="centimetres"):

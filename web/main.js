@@ -10,8 +10,13 @@ const RETRY_MIN_S = 1;
 const RETRY_MAX_S = 16;
 const STATUS_EVERY_MS = 250;
 const NO_PERSON_AFTER_MS = 500; // a person missed for a moment keeps their last pose: no flicker
-const PROTOCOL = 2; // docs/protocol.md
-const FOV_KEY = "posecast.fov"; // the field of view the user set, kept across reloads
+const PROTOCOL = 3; // docs/protocol.md
+// What the user types in the header for placing people in the room: kept in the browser across reloads, sent
+// after each hello. An empty height means "an average adult" (the server's default), sent as null.
+const SETTINGS = {
+  fov: { key: "posecast.fov", message: (fov) => ({ type: "camera", fov }), clearable: false },
+  height: { key: "posecast.height", message: (height) => ({ type: "person", height }), clearable: true },
+};
 
 /**
  * Frames per second to send when the server processes `fps`. The server keeps only the latest frame,
@@ -64,7 +69,7 @@ function session() {
       if (msg.version !== PROTOCOL) {
         console.warn(`posecast: server speaks protocol ${msg.version}, this page ${PROTOCOL}`);
       }
-      sendFov();
+      sendSettings();
       skeleton = msg.skeleton;
       source.layout = msg.frametag;
       source.maxFps = sendRate(Infinity);
@@ -131,33 +136,44 @@ function render(now, last) {
   requestAnimationFrame((t) => render(t, now));
 }
 
-/** The field of view: the user's (kept in localStorage) is sent after each hello; else the server's is shown. */
-function storedFov() {
-  const v = Number(localStorage.getItem(FOV_KEY));
+/** A setting's stored value (a positive number), or null. */
+function stored(name) {
+  const v = Number(localStorage.getItem(SETTINGS[name].key));
   return Number.isFinite(v) && v > 0 ? v : null;
 }
 
-function sendFov() {
-  const fov = storedFov();
-  if (fov) link?.send({ type: "camera", fov });
+function sendSettings() {
+  for (const [name, setting] of Object.entries(SETTINGS)) {
+    const value = stored(name);
+    if (value) link?.send(setting.message(value));
+  }
 }
 
+/** The server's field of view, shown while the user has not set one. */
 function showFov(fov) {
   const input = $("fov");
   if (fov != null && document.activeElement !== input && input.value !== String(fov)) input.value = String(fov);
 }
 
-function setupFov() {
-  const input = $("fov");
-  input.addEventListener("change", () => {
-    const fov = Number(input.value);
-    if (!input.checkValidity() || !Number.isFinite(fov)) {
-      input.reportValidity();
-      return;
-    }
-    localStorage.setItem(FOV_KEY, String(fov));
-    sendFov();
-  });
+function setupSettings() {
+  for (const [name, setting] of Object.entries(SETTINGS)) {
+    const input = $(name);
+    if (stored(name)) input.value = String(stored(name));
+    input.addEventListener("change", () => {
+      if (input.value === "" && setting.clearable) {
+        localStorage.removeItem(setting.key);
+        link?.send(setting.message(null));
+        return;
+      }
+      const value = Number(input.value);
+      if (input.value === "" || !input.checkValidity() || !Number.isFinite(value)) {
+        input.reportValidity();
+        return;
+      }
+      localStorage.setItem(setting.key, String(value));
+      link?.send(setting.message(value));
+    });
+  }
 }
 
 function setupSceneToggle() {
@@ -199,7 +215,7 @@ async function loadView() {
 async function main() {
   setupPipelineToggle();
   setupSceneToggle();
-  setupFov();
+  setupSettings();
   loadView();
   requestAnimationFrame((t) => render(t, t));
   setInterval(() => { line.textContent = statusLine(stats.snapshot()); }, STATUS_EVERY_MS);

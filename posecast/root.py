@@ -9,8 +9,8 @@ the pose where it projects onto its keypoints solves, for every seen joint j wit
 which is linear in t: a 3x3 least-squares problem, no learning. Each equation is the reprojection error scaled by
 the joint's depth, so a second solve, weighted by 1 / depth, makes it the reprojection error itself.
 The absolute scale comes from the body's size in mm (posecast/world.py gives everyone an adult's legs, or those of
-the height given with `--height`), so a person 10 % taller than that is placed 10 % too near; a wrong focal length moves the depth by the same factor
-(lateral positions barely change).
+the height given with `--height`), so a person 10 % taller than that is placed 10 % too near; a wrong focal length
+moves the depth by the same factor (lateral positions barely change).
 """
 from __future__ import annotations
 
@@ -35,18 +35,19 @@ MIN_DEPTH_MM = 300.0  # a solution closer than this (or behind the camera) is a 
 
 def check_fov(fov_deg: float) -> float:
     """The horizontal field of view in degrees, or ValueError with the accepted range."""
-    lo, hi = FOV_RANGE_DEG
-    if not (isinstance(fov_deg, (int, float)) and math.isfinite(fov_deg) and lo <= fov_deg <= hi):
-        raise ValueError(f"field of view must be a number of degrees in [{lo:g}, {hi:g}], got {fov_deg!r}")
-    return float(fov_deg)
+    return _in_range(fov_deg, FOV_RANGE_DEG, "field of view", "degrees")
 
 
 def check_height(height_cm: float) -> float:
     """A person's height in centimetres, or ValueError with the accepted range."""
-    lo, hi = HEIGHT_RANGE_CM
-    if not (isinstance(height_cm, (int, float)) and math.isfinite(height_cm) and lo <= height_cm <= hi):
-        raise ValueError(f"height must be a number of centimetres in [{lo:g}, {hi:g}], got {height_cm!r}")
-    return float(height_cm)
+    return _in_range(height_cm, HEIGHT_RANGE_CM, "height", "centimetres")
+
+
+def _in_range(value: float, bounds: tuple[float, float], what: str, unit: str) -> float:
+    lo, hi = bounds
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and lo <= value <= hi):
+        raise ValueError(f"{what} must be a number of {unit} in [{lo:g}, {hi:g}], got {value!r}")
+    return float(value)
 
 
 def leg_mm_for_height(height_cm: float) -> float:

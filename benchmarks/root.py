@@ -278,7 +278,8 @@ def _score(acc: _Acc, roots: np.ndarray, joints: np.ndarray, contact: np.ndarray
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'set':7} {'2D':7} {'lifter':8} {'focal':>6} {'pp':6} {'root':12} {'error mm':>9} {'% dist':>7} {'median %':>8} "
+    head = (f"{'set':7} {'2D':7} {'lifter':8} {'focal':>6} {'pp':6} {'root':12} {'error mm':>9} {'% dist':>7} "
+            f"{'median %':>8} "
             f"{'depth bias %':>12} {'lateral mm':>10} {'foot slide mm/s':>15} {'contact P/R %':>13} {'placed':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:

@@ -56,7 +56,8 @@ def add_pipeline_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=float, default=None, metavar="CM",
                    help="the height of the people in view, for placing them at the right distance (default: an "
                         f"adult's legs of {ADULT_LEG_MM:g} mm, someone "
-                        f"{ADULT_LEG_MM / LEG_SHARE_OF_HEIGHT / 10:.0f} cm tall; 10 %% taller is placed 10 %% too near)")
+                        f"{ADULT_LEG_MM / LEG_SHARE_OF_HEIGHT / 10:.0f} cm tall; 10 %% taller is placed 10 %% "
+                        "too near)")
 
 
 def _aspects(text: str) -> tuple[float, ...]:

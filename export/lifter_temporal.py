@@ -56,10 +56,10 @@ def export_temporal(members: Path | list[Path], out: Path, files=None, quantise:
     """Export one checkpoint, or the mean of several members (checkpoints or exported .onnx files)."""
     import onnx
 
-    paths_ = [Path(members)] if isinstance(members, (str, Path)) else [Path(m) for m in members]
-    if not paths_:
+    sources = [Path(members)] if isinstance(members, (str, Path)) else [Path(m) for m in members]
+    if not sources:
         raise ValueError("no member to export")
-    built = [_member(p, files, quantise) for p in paths_]  # all read before `out` may be overwritten
+    built = [_member(p, files, quantise) for p in sources]  # all read before `out` may be overwritten
     windows = {info["temporal"]["window"] for _, info in built}
     if len(windows) > 1:
         raise ValueError(f"the members have different windows {sorted(windows)}: a mean needs one window")
@@ -68,7 +68,7 @@ def export_temporal(members: Path | list[Path], out: Path, files=None, quantise:
     else:
         model = mean_of([m for m, _ in built])
         onnx.checker.check_model(model, full_check=True)
-        manifest = _ensemble_manifest(paths_, built)
+        manifest = _ensemble_manifest(sources, built)
         manifest["parity"]["mean_of_members_max_abs_mm"] = _merge_parity(model, [m for m, _ in built], windows.pop())
     _save(model, manifest, out)
     if files is not None and files.info.is_file():
@@ -86,8 +86,9 @@ def _member(path: Path, files, quantise: bool) -> tuple:
         if not path.is_file():
             raise FileNotFoundError(f"temporal lifter not found: {path}")
         model = onnx.load(path)
-        info = json.loads({p.key: p.value for p in model.metadata_props}.get("posecast", "null") or "null")
-        if not info or "temporal" not in info:
+        meta = {p.key: p.value for p in model.metadata_props}.get("posecast")
+        info = json.loads(meta) if meta else {}
+        if "temporal" not in info:
             raise ValueError(f"{path} is not a posecast temporal lifter (no manifest)")
         if "members" in info:
             raise ValueError(f"{path} is already the mean of {len(info['members'])} lifters: give its members")

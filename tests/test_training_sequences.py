@@ -249,4 +249,7 @@ def test_the_mean_of_two_lifters_is_one_lifter_with_their_mean_pose(dataset: Seq
             export_temporal([paths.LIFTER_TEMPORAL_ONNX, tmp_path / "tcn.onnx"], tmp_path / "again.onnx")
     with pytest.raises(FileNotFoundError, match="not found"):
         export_temporal([tmp_path / "nothing.onnx", tmp_path / "tcn.onnx"], tmp_path / "again.onnx")
+    if paths.LIFTER_ONNX.is_file():  # the per-frame lifter is not a temporal one
+        with pytest.raises(ValueError, match="not a posecast temporal lifter"):
+            export_temporal([paths.LIFTER_ONNX, tmp_path / "tcn.onnx"], tmp_path / "again.onnx")
     assert not (tmp_path / "again.onnx").exists()

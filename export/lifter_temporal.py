@@ -63,6 +63,9 @@ def export_temporal(members: Path | list[Path], out: Path, files=None, quantise:
     windows = {info["temporal"]["window"] for _, info in built}
     if len(windows) > 1:
         raise ValueError(f"the members have different windows {sorted(windows)}: a mean needs one window")
+    if any(info["temporal"] != built[0][1]["temporal"] for _, info in built):
+        # The manifest says what frame intervals the model was trained for: one answer for all members.
+        raise ValueError("the members were trained for different frame rates (their manifests' 'temporal' differ)")
     if len(built) == 1:
         model, manifest = built[0]
     else:
@@ -159,6 +162,9 @@ def mean_of(models: list):
     import onnx
     from onnx import TensorProto, helper
 
+    opsets = {(o.domain, o.version) for m in models for o in m.opset_import}
+    if len({d for d, _ in opsets}) != len(opsets):
+        raise ValueError(f"the members use different opsets {sorted(opsets)}")
     graph = helper.make_graph([], "mean_of_lifters", list(models[0].graph.input), list(models[0].graph.output))
     outputs = []
     for i, member in enumerate(models):
@@ -174,9 +180,6 @@ def mean_of(models: list):
     graph.node.extend([helper.make_node("Sum", outputs, ["sum_of_members"], name="sum_of_members"),
                        helper.make_node("Mul", ["sum_of_members", "mean_weight"], [graph.output[0].name],
                                         name="mean_of_members")])
-    opsets = {(o.domain, o.version) for m in models for o in m.opset_import}
-    if len({d for d, _ in opsets}) != len(opsets):
-        raise ValueError(f"the members use different opsets {sorted(opsets)}")
     return helper.make_model(graph, opset_imports=list(models[0].opset_import), ir_version=models[0].ir_version,
                              producer_name="posecast")
 

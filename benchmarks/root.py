@@ -30,7 +30,7 @@ from posecast.lifter import Lifter, TemporalLifter
 from posecast.skeleton import H, coco18_to_h36m17
 from posecast.smoothing import OneEuroOptions, TrackSmoother
 from posecast.root import ADULT_LEG_MM
-from posecast.world import LEGS, World, WorldOptions
+from posecast.world import World, WorldOptions, leg_lengths
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 heights = lm[:, [L["r_ankle"], L["l_ankle"]], 1]  # world Y up, FEET order
                 low = heights < np.percentile(heights, 5) + LOW_MM  # at the clip's floor level (not on a box)
                 width, height = (int(v) for v in cams.size[0])
-                legs = _leg_length(truth) if args.true_legs else ADULT_LEG_MM
+                legs = float(np.median(leg_lengths(truth).mean(-1))) if args.true_legs else ADULT_LEG_MM
                 for name, lifter in lifters.items():
                     joints = _smoothed(_lift(lifter, kp, cf, times), cf, times)
                     for factor, pp in INTRINSICS:
@@ -128,13 +128,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"{set_name:7} {condition:7} {name:8} {pitch_bin:>9} {r['pct']:7.1f} {r['depth_bias_pct']:12.1f} "
               f"{np.nanmean(tilt):12.1f} {a.placed:7d}")
     return 0
-
-
-def _leg_length(joints: np.ndarray) -> float:
-    """The median hip-knee-ankle length of a clip's pose, mm (as posecast.world measures it)."""
-    legs = [np.linalg.norm(joints[:, a] - joints[:, b], axis=-1) + np.linalg.norm(joints[:, b] - joints[:, c], axis=-1)
-            for a, b, c in LEGS]
-    return float(np.median(np.mean(legs, axis=0)))
 
 
 def _pitch_bin(deg: float) -> str:

@@ -49,6 +49,12 @@ class _Track:
     contact: dict[str, bool] = field(default_factory=lambda: {name: False for name, _ in FEET})
 
 
+def leg_lengths(joints: np.ndarray) -> np.ndarray:
+    """Hip-knee-ankle length of each leg (right, left), mm: joints [..., 17, 3] -> [..., 2]."""
+    return np.stack([np.linalg.norm(joints[..., a, :] - joints[..., b, :], axis=-1)
+                     + np.linalg.norm(joints[..., b, :] - joints[..., c, :], axis=-1) for a, b, c in LEGS], axis=-1)
+
+
 class World:
     """temporal=False (IMAGE mode): each frame alone, no filtering, no floor, no contact."""
 
@@ -120,11 +126,10 @@ class World:
         Per track, the median over its recent frames (a leg's lifted length changes with the pose)."""
         if self.leg_mm is None:
             return 1.0
-        legs = [np.linalg.norm(joints[a] - joints[b]) + np.linalg.norm(joints[b] - joints[c])
-                for a, b, c in LEGS if valid[a] and valid[b] and valid[c]]
+        seen = [valid[a] and valid[b] and valid[c] for a, b, c in LEGS]
         history = track.legs if track is not None else deque()
-        if legs:
-            history.append(float(np.mean(legs)))
+        if any(seen):
+            history.append(float(np.mean(leg_lengths(joints)[seen])))
         if not history:
             return 1.0
         # A lifted leg is a human's within a factor of two; beyond that the lifter failed, not the person grew.

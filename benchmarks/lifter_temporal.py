@@ -2,7 +2,8 @@
 
 Latency (onnxruntime CPU, batch 1 and 1024) of both models, then the side-by-side table on the
 held-out sequences of `python -m training prepare-temporal` at live rates (training/temporal_eval.py)
-and the issue's goals; with --one-euro-sweep, what One-Euro settings other than the server's trade
+and the issue's goals; with --where, the exact-2D errors per clip group and posture (which motion the
+averages hide); with --one-euro-sweep, what One-Euro settings other than the server's trade
 between jitter and lag (how far any setting gets towards the jitter goal). Prints figures and
 asserts nothing.
 """
@@ -33,6 +34,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="live frames per set and rate (every k-th track; 0 = all tracks)")
     parser.add_argument("--rates", nargs="*", default=["30fps", "15fps", "live"])
     parser.add_argument("--no-accuracy", action="store_true", help="speed only")
+    parser.add_argument("--where", action="store_true",
+                        help="instead of the table: where the error is, exact 2D at the live rate, per clip group and "
+                             "by posture (the trunk's angle from the camera's up), per-frame against temporal")
     parser.add_argument("--one-euro-sweep", action="store_true",
                         help="instead of the table: One-Euro's jitter against lag over a grid of its options "
                              "(5 px noise, live rate), after either lifter")
@@ -65,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.one_euro_sweep:
         print(one_euro_sweep(per_frame, temporal, files, args.frames or None))
+        return 0
+    if args.where:
+        print(where(per_frame, temporal, files, args.frames or None))
         return 0
     server = OneEuroOptions()
     methods = [Method("per-frame", frames=per_frame), Method("per-frame + One-Euro", frames=per_frame, one_euro=server),
@@ -107,6 +114,19 @@ def goals(rows: list[dict], speed: dict, rate: str) -> str:
     return "\n".join(lines)
 
 
+def where(per_frame: Lifter, temporal: TemporalLifter, files, frames: int | None) -> str:
+    """P-MPJPE and limb error per clip group and posture, exact 2D, live rate: which motion the averages hide."""
+    from training.temporal_eval import Method, evaluate_tracks
+
+    rows = {m.name: evaluate_tracks(m, files, conditions=("exact",), frames=frames, per_group=True)
+            for m in (Method("per-frame", frames=per_frame), Method("temporal", temporal.window, windows=temporal))}
+    lines = [f"{'set':6} {'group':28} {'frames':>6}   {'per-frame P-MPJPE / limb°':>25}   {'temporal P-MPJPE / limb°':>24}"]
+    for a, b in zip(rows["per-frame"], rows["temporal"]):
+        lines.append(f"{a['set']:6} {a['group'][:28]:28} {a['n']:6d}   {a['p_mpjpe']:17.1f} / {a['limb_deg']:5.1f}"
+                     f"   {b['p_mpjpe']:16.1f} / {b['limb_deg']:5.1f}")
+    return "\n".join(lines)
+
+
 SWEEP_MIN_CUTOFF = (0.2, 0.5, 1.0)  # Hz
 SWEEP_BETA = (0.002, 0.004, 0.008, 0.016)
 
@@ -139,6 +159,9 @@ def one_euro_sweep(per_frame: Lifter, temporal: TemporalLifter, files, frames: i
             method = Method(lifter, one_euro=options, **how)
             for r in evaluate_tracks(method, files, rates=("live",), conditions=("noise5",), frames=frames):
                 rows.append({**r, "options": options})
+    if args.where:
+        print(where(per_frame, temporal, files, args.frames or None))
+        return 0
     server = OneEuroOptions()
     lines = [f"{'lifter':9} {'min_cutoff':>10} {'beta':>6} {'set':6} {'P-MPJPE':>7} {'accel':>6} {'lag mm':>6}"]
     for r in rows:

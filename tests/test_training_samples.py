@@ -10,7 +10,7 @@ from posecast.bvh import forward_kinematics
 from training.cameras import CameraRanges, random_cameras
 from training.data import LEG_JOINTS, Dropout, SampleOptions, apply_condition, synthesize
 from training.legprior import borrowed_legs
-from training.metrics import bone_p_mpjpe, limb_angle, p_mpjpe, procrustes_align
+from training.metrics import bone_p_mpjpe, limb_angle, p_mpjpe, procrustes_align, trunk_pitch
 from training.posespace import PoseAugment, augment_rotations, random_rotations
 from training.rigs import L, body_axes
 from training.sources import load_bvh_folder
@@ -180,6 +180,10 @@ def test_metrics_known_values():
     flipped = gt.copy()
     flipped[:, H["l_ankle"]] = 2 * gt[:, H["l_knee"]] - gt[:, H["l_ankle"]]
     np.testing.assert_allclose(limb_angle(flipped, gt), 180 / 8)
+    # Trunk pitch: standing (thorax above the pelvis; camera y points down) 0, on all fours 90, head down 180.
+    poses = np.zeros((3, 17, 3))
+    poses[:, H["thorax"]] = [[0, -500, 0], [0, 0, -500], [0, 500, 0]]
+    np.testing.assert_allclose(trunk_pitch(poses), [0, 90, 180])
 
 
 def test_rotation_between_turns_a_onto_b():

@@ -14,7 +14,7 @@ from training.data import GROUPS
 from training.prepare_temporal import SequenceFiles, TemporalPrepareOptions, prepare_temporal
 from training.sequences import (LiveRate, PerWindow, TemporalDropout, WindowOptions, synthesize_windows,
                                 temporal_dropout, window_frames)
-from training.temporal_eval import Method, evaluate_tracks, live_times, windows_of
+from training.temporal_eval import POSTURES, Method, evaluate_tracks, live_times, windows_of
 from training.temporal_model import TemporalNet, TemporalOptions, init_from_per_frame, per_frame_weights
 
 from synthetic_bvh import write_bandai_named_clips
@@ -196,6 +196,14 @@ def test_tiny_temporal_training_resumes_and_exports(dataset: SequenceFiles, tmp_
     rows = evaluate_tracks(Method("t", 9, windows=lifter), dataset, sets=("bandai",), rates=("30fps",),
                            conditions=("exact",))
     assert rows[0]["n"] == len(dataset.load_tracks("bandai").track) and np.isfinite(rows[0]["p_mpjpe"])
+    # Per group: each clip group, then the postures; each split covers every frame once and averages back.
+    rows = evaluate_tracks(Method("t", 9, windows=lifter), dataset, sets=("bandai",), rates=("30fps",),
+                           conditions=("exact",), per_group=True)
+    postures = [r for r in rows if r["group"] in POSTURES]
+    clips = [r for r in rows[1:] if r["group"] not in POSTURES]
+    for split in (postures, clips):
+        assert split and sum(r["n"] for r in split) == rows[0]["n"]
+        assert np.isclose(sum(r["n"] * r["p_mpjpe"] for r in split) / rows[0]["n"], rows[0]["p_mpjpe"])
 
 
 def test_hold_carries_missing_joints_with_the_hips():

@@ -15,12 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from posecast import paths
-from posecast.skeleton import H
 
 from .data import LEG_JOINTS, apply_condition
 from .dataset import DatasetFiles
 from .evaluate import load_predictor
-from .metrics import best_fit, p_mpjpe
+from .metrics import best_fit, p_mpjpe, trunk_pitch
 
 UPPER = [j for j in range(17) if j not in LEG_JOINTS]
 PITCH_BINS = ((0, 40), (40, 90), (90, 180))
@@ -53,12 +52,6 @@ def run(args: argparse.Namespace) -> int:
     for name, err in rows:
         print(f"{name:34} {err.mean():8.1f} " + " ".join(f"{err[m].mean():13.1f}" for m in bins))
     return 0
-
-
-def trunk_pitch(joints: np.ndarray) -> np.ndarray:
-    """Degrees between the pelvis-to-thorax direction and up (camera y points down)."""
-    trunk = joints[:, H["thorax"]] - joints[:, H["pelvis"]]
-    return np.degrees(np.arccos(np.clip(-trunk[:, 1] / np.linalg.norm(trunk, axis=-1), -1, 1)))
 
 
 def borrowed_legs(pred: np.ndarray, gt: np.ndarray, clips: np.ndarray, k: int) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from posecast.skeleton import H36M17_EDGES, H36M17_LIMBS
+from posecast.skeleton import H, H36M17_EDGES, H36M17_LIMBS
 
 from .rigs import unit
 
@@ -63,6 +63,13 @@ def limb_angle(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     dg = gt[:, idx[:, 1]] - gt[:, idx[:, 0]]
     cos = (dp * dg).sum(-1) / np.maximum(np.linalg.norm(dp, axis=-1) * np.linalg.norm(dg, axis=-1), 1e-9)
     return np.degrees(np.arccos(np.clip(cos, -1, 1))).mean(-1)
+
+
+def trunk_pitch(joints: np.ndarray) -> np.ndarray:
+    """Degrees between the pelvis-to-thorax direction and the camera's up (y points down): about 0
+    standing, 90 lying or on all fours (camera-relative, so a camera looking down adds its pitch)."""
+    trunk = joints[:, H["thorax"]] - joints[:, H["pelvis"]]
+    return np.degrees(np.arccos(np.clip(-trunk[:, 1] / np.linalg.norm(trunk, axis=-1), -1, 1)))
 
 
 METRICS = {"mpjpe": mpjpe, "p_mpjpe": p_mpjpe, "bone_p_mpjpe": bone_p_mpjpe, "limb_deg": limb_angle}

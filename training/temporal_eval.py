@@ -27,7 +27,7 @@ from posecast.smoothing import OneEuroFilter, OneEuroOptions
 
 from .data import LEG_JOINTS
 from .evaluate import torch_predictor
-from .metrics import all_metrics, procrustes_align
+from .metrics import all_metrics, procrustes_align, trunk_pitch
 from .prepare_temporal import SequenceFiles, Tracks
 from .sequences import LiveRate
 
@@ -38,6 +38,8 @@ CONDITIONS = ("exact", "noise5", "legs_gone", "no_legs")
 RATES = ("30fps", "15fps", "live")
 SETS = ("climb", "bandai")
 SPEED_MPS = (1.5, 2.5)
+# Posture groups by the true trunk's angle from the camera's up (degrees): where the errors are.
+POSTURES = {"trunk < 45°": (0, 45), "trunk 45-70°": (45, 70), "trunk >= 70°": (70, 181)}
 SELECTION = "climb bone_p_mpjpe, live rate, mean of exact, noise5 and legs_gone"
 
 
@@ -187,7 +189,8 @@ def evaluate_tracks(predict: WindowPredict | Method, files: SequenceFiles, sets:
                     frames: int | None = None, per_group: bool = False, window: int | None = None,
                     seed: int = 0) -> list[dict]:
     """Rows {method, set, rate, condition, group, n, metrics...}. `predict` is a Method, or a
-    temporal window predictor (window from `window`, default 27)."""
+    temporal window predictor (window from `window`, default 27). Group "all", and with per_group
+    also each clip group and each of POSTURES."""
     method = predict if isinstance(predict, Method) else Method("temporal", window or 27, windows=predict)
     rows = []
     for name in sets:
@@ -204,7 +207,11 @@ def evaluate_tracks(predict: WindowPredict | Method, files: SequenceFiles, sets:
                 selections = [("all", np.ones(int(scored.sum()), bool))]
                 if per_group:
                     selections += [(g, live.groups[scored] == g) for g in sorted(set(live.groups.tolist()))]
+                    pitch = trunk_pitch(live.joints3d[scored])
+                    selections += [(g, (pitch >= lo) & (pitch < hi)) for g, (lo, hi) in POSTURES.items()]
                 for group, mask in selections:
+                    if not mask.any():
+                        continue
                     row = {"method": method.name, "set": name, "rate": rate, "condition": cond, "group": group,
                            "n": int(mask.sum()), **{m: float(v[mask].mean()) for m, v in errors.items()}}
                     if group == "all":

@@ -1,6 +1,8 @@
 """Training samples: cameras, virtual COCO-18, pose-space augmentation, dropout, metrics."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -12,7 +14,7 @@ from training.data import LEG_JOINTS, Dropout, SampleOptions, apply_condition, s
 from training.legprior import borrowed_legs
 from training.metrics import bone_p_mpjpe, limb_angle, p_mpjpe, procrustes_align, trunk_pitch
 from training.posespace import PoseAugment, augment_rotations, random_rotations
-from training.rigs import L, body_axes
+from training.rigs import L, body_axes, unit
 from training.sources import load_bvh_folder
 
 from synthetic_bvh import write_bvh
@@ -84,6 +86,21 @@ def test_pose_augmentation_keeps_bones_and_bends_knees_forward(motion):
                                 body_scale=(1.0, 1.0))
     _, sat = augmented(motion, postures_only, rng)
     assert knees_forward(sat) > knees_forward(before) + 80
+
+
+def test_crawling_puts_one_thigh_forward_and_the_other_back(motion):
+    def thighs_apart(opts: PoseAugment) -> np.ndarray:
+        """Degrees between the two thighs of the poses made on all fours (trunk >= 60 degrees from up)."""
+        _, pos = augmented(motion, opts, np.random.default_rng(0))
+        lm = pos[:, motion.landmarks]
+        trunk = unit(lm[:, L["neck"]] - 0.5 * (lm[:, L["l_hip"]] + lm[:, L["r_hip"]]))
+        fours = np.degrees(np.arccos(trunk[:, 1])) >= 60  # world: y up
+        thigh = {side: unit(lm[:, L[f"{side}_knee"]] - lm[:, L[f"{side}_hip"]]) for side in "lr"}
+        return np.degrees(np.arccos(np.clip(np.sum(thigh["l"] * thigh["r"], -1), -1, 1)))[fours]
+
+    alike = replace(PoseAugment.off(), postures=1.0)  # (the source motion walks: its thighs are a little apart)
+    apart, crawling = np.median(thighs_apart(alike)), np.median(thighs_apart(replace(alike, fours_crawl=1.0)))
+    assert crawling > 40 and crawling > apart + 15, (apart, crawling)
 
 
 def test_limb_proportions_lengthen_both_sides_alike(motion):

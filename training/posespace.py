@@ -31,6 +31,9 @@ class PoseAugment:
     # All fours with the trunk pitched this far (degrees): horizontal on a floor, steeper with the
     # hands on something higher (a box, a step, a slope), as when climbing onto it.
     fours_pitch_deg: tuple[float, float] = (35.0, 95.0)
+    # Share of all fours that crawl: one thigh forward (hip 95-130 degrees), the other back (45-80),
+    # the knees drawn apart; 0 keeps both sides alike, as the per-frame lifter was trained.
+    fours_crawl: float = 0.0
     # Knee lifts lean the trunk forward up to this (degrees) half the time: stepping up onto something.
     step_lean_deg: float = 50.0
     bone_scale: float = 0.07    # per-bone length variation (fraction)
@@ -193,6 +196,12 @@ def _postures(rot: np.ndarray, trans: np.ndarray, parts: RigParts, lm: dict[str,
         return rng.uniform(deg(lo), deg(hi), (n, 1)) + rng.normal(0, deg(sd), (n, 2))
 
     hip[fours], knee[fours] = both_sides(fours, 70, 100, 8), both_sides(fours, 70, 110, 8)
+    if opts.fours_crawl > 0:  # (off, the random stream is the per-frame recipe's)
+        crawl = np.flatnonzero(fours & (rng.random(b) < opts.fours_crawl))
+        side = rng.integers(2, size=len(crawl))
+        hip[crawl, side] = rng.uniform(deg(95), deg(130), len(crawl))
+        hip[crawl, 1 - side] = rng.uniform(deg(45), deg(80), len(crawl))
+        knee[crawl] = rng.uniform(deg(50), deg(130), (len(crawl), 2))
     hip[sit], knee[sit] = both_sides(sit, 60, 100, 8), both_sides(sit, 60, 110, 8)
     hip[crouch], knee[crouch] = both_sides(crouch, 80, 125, 6), both_sides(crouch, 100, 140, 6)
     bend[crouch] = rng.uniform(deg(10), deg(45), crouch.sum())

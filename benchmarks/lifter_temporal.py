@@ -159,9 +159,6 @@ def one_euro_sweep(per_frame: Lifter, temporal: TemporalLifter, files, frames: i
             method = Method(lifter, one_euro=options, **how)
             for r in evaluate_tracks(method, files, rates=("live",), conditions=("noise5",), frames=frames):
                 rows.append({**r, "options": options})
-    if args.where:
-        print(where(per_frame, temporal, files, args.frames or None))
-        return 0
     server = OneEuroOptions()
     lines = [f"{'lifter':9} {'min_cutoff':>10} {'beta':>6} {'set':6} {'P-MPJPE':>7} {'accel':>6} {'lag mm':>6}"]
     for r in rows:

@@ -170,8 +170,11 @@ def one_euro_sweep(per_frame: Lifter, temporal: TemporalLifter, files, frames: i
     for set_name in sorted({r["set"] for r in rows}):
         ref = next(r for r in rows if r["set"] == set_name and r["method"] == "per-frame" and r["options"] == server)
         fair = [r for r in rows if r["set"] == set_name and r["options"] is not None and r["lag_mm"] <= ref["lag_mm"]]
+        goal = f"{set_name}: goal accel <= {ref['accel'] / 2:.2f} at lag <= {ref['lag_mm']:.1f} mm; lowest accel at no more lag: "
+        if not fair:  # (NaN lag: no joint moved at 1.5-2.5 m/s)
+            lines.append(goal + "none")
+            continue
         best = min(fair, key=lambda r: r["accel"])
-        lines.append(f"{set_name}: goal accel <= {ref['accel'] / 2:.2f} at lag <= {ref['lag_mm']:.1f} mm; lowest accel "
-                     f"at no more lag: {best['accel']:.2f} ({best['method']}, min_cutoff {best['options'].min_cutoff:g}, "
+        lines.append(goal + f"{best['accel']:.2f} ({best['method']}, min_cutoff {best['options'].min_cutoff:g}, "
                      f"beta {best['options'].beta:g}, lag {best['lag_mm']:.1f} mm)")
     return "\n".join(lines)

@@ -260,3 +260,14 @@ def test_the_mean_of_two_lifters_is_one_lifter_with_their_mean_pose(dataset: Seq
         with pytest.raises(ValueError, match="not a posecast temporal lifter"):
             export_temporal([paths.LIFTER_ONNX, tmp_path / "tcn.onnx"], tmp_path / "again.onnx")
     assert not (tmp_path / "again.onnx").exists()
+
+
+def test_benchmark_breakdowns_run_with_the_shipped_lifters(dataset: SequenceFiles):
+    from benchmarks.lifter_temporal import one_euro_sweep, where
+    from posecast.lifter import Lifter, TemporalLifter
+
+    per_frame, temporal = Lifter(device="cpu", threads=1), TemporalLifter(device="cpu", threads=1)
+    table = where(per_frame, temporal, dataset, None).splitlines()
+    assert table[1].split()[:2] == ["bandai", "all"] and any("trunk < 45°" in line for line in table)
+    sweep = one_euro_sweep(per_frame, temporal, dataset, None)
+    assert "(server)" in sweep and "bandai: goal accel <=" in sweep and "lowest accel at no more lag" in sweep

@@ -231,7 +231,10 @@ def test_ctrl_c_leaves_no_half_written_file(tmp_path):
     video = write_video(tmp_path / "long.mp4", plain_frames(300))
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "posecast", "process", "--threads", "1", "--device", "cpu",
-                             str(video), "--out", str(out), "--csv"], cwd=paths.ROOT, stderr=subprocess.PIPE, text=True)
+                             str(video), "--out", str(out), "--csv"], cwd=paths.ROOT, stderr=subprocess.PIPE, text=True,
+                            # Ctrl-C as in a terminal, even when this runs in a background job (there the shell
+                            # has SIGINT ignored, and a child inherits that)
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
         while not any(p.name.startswith(".long.jsonl.") and p.stat().st_size > 2000 for p in out.glob(".*")):

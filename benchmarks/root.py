@@ -11,6 +11,7 @@ Errors are of the pelvis in camera space, in mm and as a share of the true dista
 Foot slide: how fast a predicted ankle moves while the true one is planted (true speed under 100 mm/s).
 By the camera's pitch: the depth bias beside the lifter's tilt error, how much further from the camera than the
 truth the lifted spine (pelvis -> thorax) leans (the lifter standing people too upright puts them too far away).
+By posture: the same root error for upright, bent and horizontal bodies (the true trunk's angle from the camera's up).
 Prints figures and asserts nothing.
 """
 from __future__ import annotations
@@ -66,7 +67,9 @@ class Clip:
 def run(args: argparse.Namespace) -> int:
     from training.body import coco18_points, head_frame_from_body
     from training.cameras import CameraRanges, random_cameras
+    from training.metrics import trunk_pitch
     from training.rigs import L
+    from training.temporal_eval import POSTURES
 
     lifters = {"frame": Lifter(args.model, device="cpu", threads=args.threads)}
     if args.temporal.is_file():
@@ -75,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"(no temporal lifter at {args.temporal}: the per-frame lifter only)")
     sets = {"climb": _climb(args.climb), "bandai": _bandai(args.bandai, args.clips)}
     ranges = CameraRanges(distance_mm=(2500.0, 5000.0), offset=0.15)  # the lifter evaluation's cameras
-    rows, by_pitch = [], {}
+    rows, by_pitch, by_posture = [], {}, {}
     for set_name, clips in sets.items():
         if not clips:
             print(f"({set_name}: no clips found, skipped)")
@@ -115,6 +118,13 @@ def run(args: argparse.Namespace) -> int:
                                 key = (set_name, condition, name, _pitch_bin(pitch))
                                 _score(by_pitch.setdefault(key, _Acc()), *placed, truth, low, times)
                                 by_pitch[key].tilt.append(_spine_tilt(joints, cf) - _spine_tilt(truth, cf))
+                                pct, depth = _root_errors(placed[0], truth)
+                                posture = trunk_pitch(truth)
+                                for group, (lo, hi) in POSTURES.items():
+                                    mask = (posture >= lo) & (posture < hi)
+                                    row = by_posture.setdefault((set_name, condition, name, group), ([], []))
+                                    row[0].append(pct[mask])
+                                    row[1].append(depth[mask])
             for (name, factor, pp, variant), a in acc.items():
                 rows.append({"set": set_name, "condition": condition, "lifter": name, "focal": factor, "pp": pp,
                              "variant": variant, **a.summary(), "clips": len(clips)})
@@ -127,7 +137,23 @@ def run(args: argparse.Namespace) -> int:
         tilt = np.concatenate(a.tilt)
         print(f"{set_name:7} {condition:7} {name:8} {pitch_bin:>9} {r['pct']:7.1f} {r['depth_bias_pct']:12.1f} "
               f"{np.nanmean(tilt):12.1f} {a.placed:7d}")
+    print("\nBy posture (the true trunk's angle from the camera's up), true focal, the page's root:")
+    print(f"{'set':7} {'2D':7} {'lifter':8} {'posture':>13} {'% dist':>7} {'depth bias %':>12} {'frames':>7}")
+    for (set_name, condition, name, group), (pct, depth) in by_posture.items():
+        pct, depth = np.concatenate(pct), np.concatenate(depth)
+        ok = ~np.isnan(pct)
+        if ok.any():
+            print(f"{set_name:7} {condition:7} {name:8} {group:>13} {pct[ok].mean():7.1f} {depth[ok].mean():12.1f} "
+                  f"{int(ok.sum()):7d}")
     return 0
+
+
+def _root_errors(roots: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the root's error as % of the true distance, and its depth error as % of the true depth (NaN: not
+    placed)."""
+    true_root = truth[:, 0]
+    pct = 100 * np.linalg.norm(roots - true_root, axis=1) / np.linalg.norm(true_root, axis=1)
+    return pct, 100 * (roots[:, 2] - true_root[:, 2]) / true_root[:, 2]
 
 
 def _pitch_bin(deg: float) -> str:
@@ -251,11 +277,10 @@ def _score(acc: _Acc, roots: np.ndarray, joints: np.ndarray, contact: np.ndarray
     ok = ~np.isnan(roots).any(1)
     acc.frames += len(roots)
     acc.placed += int(ok.sum())
-    distance = np.linalg.norm(true_root, axis=1)
-    err = np.linalg.norm(roots - true_root, axis=1)
-    acc.err.append(err[ok])
-    acc.pct.append(100 * err[ok] / distance[ok])
-    acc.depth_pct.append(100 * (roots[ok, 2] - true_root[ok, 2]) / true_root[ok, 2])
+    pct, depth = _root_errors(roots, truth)
+    acc.err.append(np.linalg.norm(roots - true_root, axis=1)[ok])
+    acc.pct.append(pct[ok])
+    acc.depth_pct.append(depth[ok])
     acc.lateral.append(np.linalg.norm((roots - true_root)[ok, :2], axis=1))
     dt = np.diff(times)
     for k, (_, j) in enumerate(FEET):

@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
                 pixels = pixels + rng.normal(0, noise_px, pixels.shape)
                 kp, cf = coco18_to_h36m17(pixels, seen.astype(np.float32))
                 truth, _ = coco18_to_h36m17(cam, np.ones(cam.shape[:2], np.float32))
+                posture = trunk_pitch(truth)
                 heights = lm[:, [L["r_ankle"], L["l_ankle"]], 1]  # world Y up, FEET order
                 low = heights < np.percentile(heights, 5) + LOW_MM  # at the clip's floor level (not on a box)
                 width, height = (int(v) for v in cams.size[0])
@@ -119,7 +120,6 @@ def run(args: argparse.Namespace) -> int:
                                 _score(by_pitch.setdefault(key, _Acc()), *placed, truth, low, times)
                                 by_pitch[key].tilt.append(_spine_tilt(joints, cf) - _spine_tilt(truth, cf))
                                 pct, depth = _root_errors(placed[0], truth)
-                                posture = trunk_pitch(truth)
                                 for group, (lo, hi) in POSTURES.items():
                                     mask = (posture >= lo) & (posture < hi)
                                     row = by_posture.setdefault((set_name, condition, name, group), ([], []))

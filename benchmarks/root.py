@@ -67,9 +67,8 @@ class Clip:
 def run(args: argparse.Namespace) -> int:
     from training.body import coco18_points, head_frame_from_body
     from training.cameras import CameraRanges, random_cameras
-    from training.metrics import trunk_pitch
+    from training.metrics import POSTURES, trunk_pitch
     from training.rigs import L
-    from training.temporal_eval import POSTURES
 
     lifters = {"frame": Lifter(args.model, device="cpu", threads=args.threads)}
     if args.temporal.is_file():
@@ -119,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                                 key = (set_name, condition, name, _pitch_bin(pitch))
                                 _score(by_pitch.setdefault(key, _Acc()), *placed, truth, low, times)
                                 by_pitch[key].tilt.append(_spine_tilt(joints, cf) - _spine_tilt(truth, cf))
-                                pct, depth = _root_errors(placed[0], truth)
+                                _, pct, depth = _root_errors(placed[0], truth)
                                 for group, (lo, hi) in POSTURES.items():
                                     mask = (posture >= lo) & (posture < hi)
                                     row = by_posture.setdefault((set_name, condition, name, group), ([], []))
@@ -148,12 +147,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _root_errors(roots: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per frame: the root's error as % of the true distance, and its depth error as % of the true depth (NaN: not
-    placed)."""
+def _root_errors(roots: np.ndarray, truth: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: the root's error in mm and as % of the true distance, and its depth error as % of the true depth
+    (NaN: not placed)."""
     true_root = truth[:, 0]
-    pct = 100 * np.linalg.norm(roots - true_root, axis=1) / np.linalg.norm(true_root, axis=1)
-    return pct, 100 * (roots[:, 2] - true_root[:, 2]) / true_root[:, 2]
+    mm = np.linalg.norm(roots - true_root, axis=1)
+    return mm, 100 * mm / np.linalg.norm(true_root, axis=1), 100 * (roots[:, 2] - true_root[:, 2]) / true_root[:, 2]
 
 
 def _pitch_bin(deg: float) -> str:
@@ -277,8 +276,8 @@ def _score(acc: _Acc, roots: np.ndarray, joints: np.ndarray, contact: np.ndarray
     ok = ~np.isnan(roots).any(1)
     acc.frames += len(roots)
     acc.placed += int(ok.sum())
-    pct, depth = _root_errors(roots, truth)
-    acc.err.append(np.linalg.norm(roots - true_root, axis=1)[ok])
+    mm, pct, depth = _root_errors(roots, truth)
+    acc.err.append(mm[ok])
     acc.pct.append(pct[ok])
     acc.depth_pct.append(depth[ok])
     acc.lateral.append(np.linalg.norm((roots - true_root)[ok, :2], axis=1))

@@ -11,10 +11,11 @@ from posecast import paths
 from posecast.lifter import Lifter, TemporalLifter
 from posecast.skeleton import C, H
 from training.data import GROUPS
+from training.metrics import POSTURES
 from training.prepare_temporal import SequenceFiles, TemporalPrepareOptions, prepare_temporal
 from training.sequences import (LiveRate, PerWindow, TemporalDropout, WindowOptions, synthesize_windows,
                                 temporal_dropout, window_frames)
-from training.temporal_eval import POSTURES, Method, evaluate_tracks, live_times, windows_of
+from training.temporal_eval import Method, evaluate_tracks, live_times, windows_of
 from training.temporal_model import TemporalNet, TemporalOptions, init_from_per_frame, per_frame_weights
 
 from synthetic_bvh import write_bandai_named_clips

@@ -65,6 +65,10 @@ def limb_angle(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     return np.degrees(np.arccos(np.clip(cos, -1, 1))).mean(-1)
 
 
+# Posture groups by the true trunk's angle from the camera's up (degrees, trunk_pitch): where the errors are.
+POSTURES = {"trunk < 45°": (0, 45), "trunk 45-70°": (45, 70), "trunk >= 70°": (70, 181)}
+
+
 def trunk_pitch(joints: np.ndarray) -> np.ndarray:
     """Degrees between the pelvis-to-thorax direction and the camera's up (y points down): about 0
     standing, 90 lying or on all fours (camera-relative, so a camera looking down adds its pitch)."""

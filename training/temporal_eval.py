@@ -27,7 +27,7 @@ from posecast.smoothing import OneEuroFilter, OneEuroOptions
 
 from .data import LEG_JOINTS
 from .evaluate import torch_predictor
-from .metrics import all_metrics, procrustes_align, trunk_pitch
+from .metrics import POSTURES, all_metrics, procrustes_align, trunk_pitch
 from .prepare_temporal import SequenceFiles, Tracks
 from .sequences import LiveRate
 
@@ -38,8 +38,6 @@ CONDITIONS = ("exact", "noise5", "legs_gone", "no_legs")
 RATES = ("30fps", "15fps", "live")
 SETS = ("climb", "bandai")
 SPEED_MPS = (1.5, 2.5)
-# Posture groups by the true trunk's angle from the camera's up (degrees): where the errors are.
-POSTURES = {"trunk < 45°": (0, 45), "trunk 45-70°": (45, 70), "trunk >= 70°": (70, 181)}
 SELECTION = "climb bone_p_mpjpe, live rate, mean of exact, noise5 and legs_gone"
 
 
